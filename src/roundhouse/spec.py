@@ -65,6 +65,10 @@ def _check_no_nul(value: str, what: str) -> str:
     return value
 
 
+_Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
+_HEADER_NAME_RE = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+
+
 class _CommandMixin(_Model):
     command: Annotated[str, Field(min_length=1, max_length=4096)]
     args: Annotated[
@@ -133,7 +137,7 @@ class HttpTransport(_Model):
     @classmethod
     def _header_names_are_tokens(cls, value: dict[str, str]) -> dict[str, str]:
         for name, val in value.items():
-            if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", name):
+            if not re.match(_HEADER_NAME_RE, name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP token")
             if "\r" in val or "\n" in val or "\x00" in val:
                 raise ValueError(f"header {name!r} has a control character in its value")
