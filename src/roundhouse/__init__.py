@@ -1,0 +1,3 @@
+"""Roundhouse: a gateway and manager for MCP servers."""
+
+__version__ = "0.1.0"

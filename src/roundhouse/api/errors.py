@@ -1,0 +1,68 @@
+"""The REST boundary for errors: every Roundhouse error becomes one JSON shape here.
+
+    {"error": {"code": <JSON-RPC code>, "message": "...", "field": "transport.command" | null}}
+
+Nothing else in the API builds an error body, and nothing unexpected leaks a traceback or a
+secret: an exception that is not ours is logged and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException
+
+from roundhouse.errors import InvalidInput, RoundhouseError
+
+__all__ = ["error_body", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+
+def error_body(code: int, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RoundhouseError)
+    async def _ours(request: Request, exc: RoundhouseError) -> ORJSONResponse:
+        field = exc.field if isinstance(exc, InvalidInput) else None
+        extra = {"errors": exc.data} if isinstance(exc, InvalidInput) and exc.data else {}
+        return ORJSONResponse(
+            error_body(exc.code, exc.message, field, **extra), status_code=exc.http_status
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in error.get("loc", ()) if p != "body"),
+                "message": error.get("msg", "invalid"),
+            }
+            for error in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return ORJSONResponse(
+            error_body(
+                InvalidInput.code,
+                f"{first['field'] or 'body'}: {first['message']}",
+                first["field"] or "body",
+                errors=errors,
+            ),
+            status_code=422,
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> ORJSONResponse:
+        return ORJSONResponse(
+            error_body(-32600, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return ORJSONResponse(error_body(-32603, "internal error"), status_code=500)

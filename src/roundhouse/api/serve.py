@@ -1,0 +1,98 @@
+"""``roundhouse up``: the gateway in the foreground, until SIGINT or SIGTERM.
+
+The HTTP server (uvicorn) and the manager share one event loop. Shutdown order: stop taking
+requests, then stop every instance (the manager's exit), then close the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from roundhouse import __version__
+from roundhouse.api.app import create_app
+from roundhouse.config import load_config, settings_from_file
+from roundhouse.errors import RoundhouseError
+from roundhouse.manager import AsyncManager
+from roundhouse.settings import Settings
+from roundhouse.spec import ServerSpec
+
+__all__ = ["run_gateway", "serve"]
+
+log = logging.getLogger("roundhouse")
+
+
+def run_gateway(config_path: Path | None, overrides: dict[str, Any]) -> int:
+    """Load settings and config, run until stopped; returns the process exit code."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    path = config_path or (
+        Path(os.environ["ROUNDHOUSE_CONFIG"]) if os.environ.get("ROUNDHOUSE_CONFIG") else None
+    )
+    servers: list[ServerSpec] = []
+    try:
+        if path is not None:
+            config = load_config(path)
+            settings = settings_from_file(config, **given)
+            servers = list(config.servers)
+        else:
+            settings = Settings(**given)
+    except RoundhouseError as exc:
+        print(f"roundhouse: {exc.message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"roundhouse: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(settings, servers))
+    except RoundhouseError as exc:
+        print(f"roundhouse: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"roundhouse: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def serve(settings: Settings, servers: list[ServerSpec]) -> None:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    port = sock.getsockname()[1]
+    async with AsyncManager(settings, servers=servers) as manager:
+        app = create_app(manager, port=port)
+        config = uvicorn.Config(
+            app,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
+        base = f"http://{host}:{port}"
+        print(
+            f"Roundhouse {__version__} listening on {base}\n"
+            f"  API:      {base}/api  (OpenAPI: {base}/openapi.json)\n"
+            f"  data dir: {settings.data_dir}",
+            flush=True,
+        )
+        await server.serve(sockets=[sock])

@@ -1,0 +1,513 @@
+"""One instance of a server, driven through its state machine by its own task.
+
+An :class:`InstanceWorker` owns everything about one running copy: the process (or the remote
+URL), the MCP connection the supervisor speaks over, the health loop, the stderr sink, the
+backoff bookkeeping. The supervisor creates and removes workers; the worker alone changes its
+state, always through :meth:`InstanceWorker._transition`, which checks the transition table,
+persists the record and publishes the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roundhouse.control.runtimes.ports import PortAllocator
+from roundhouse.control.runtimes.process import (
+    ManagedProcess,
+    ProcessRuntime,
+    SpawnError,
+    StopTimeouts,
+)
+from roundhouse.control.states import Health, InstanceState, check_transition
+from roundhouse.control.stderr import StderrSink
+from roundhouse.errors import RoundhouseError, UpstreamError
+from roundhouse.events import EventBus
+from roundhouse.protocol.eras import Handshake
+from roundhouse.spec import (
+    HttpTransport,
+    LocalHttpTransport,
+    ServerSpec,
+    StdioTransport,
+)
+from roundhouse.store.records import InstanceRecord
+from roundhouse.upstream.base import Connection
+from roundhouse.upstream.handshake import handshake, ping
+from roundhouse.upstream.http import HttpConnection
+from roundhouse.upstream.stdio import StdioConnection
+
+__all__ = ["InstanceContext", "InstanceWorker"]
+
+log = logging.getLogger(__name__)
+
+S = InstanceState
+#: Environment variables of the gateway that never reach a server: they may hold the
+#: registry's credentials.
+_PRIVATE_ENV_PREFIX = "ROUNDHOUSE_"
+#: How often a local-http server's health path is polled while it starts.
+_HEALTH_POLL = 0.05
+
+
+class _Want(Enum):
+    RUN = "run"
+    STOP = "stop"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceContext:
+    """What every worker of one supervisor shares."""
+
+    runtime: ProcessRuntime
+    ports: PortAllocator
+    bus: EventBus
+    http: httpx.AsyncClient
+    save: Callable[[InstanceRecord], Awaitable[None]]
+    logs_dir: Path
+    ring_lines: int
+    log_bytes: int
+    log_backups: int
+    boot_id: str
+    max_line_bytes: int = 16 << 20
+
+
+class _Exited(Exception):
+    """The instance ended without being asked to: crash, failed start, failed health."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class InstanceWorker:
+    def __init__(self, record: InstanceRecord, spec: ServerSpec, ctx: InstanceContext) -> None:
+        self.record = record
+        self.spec = spec
+        self._ctx = ctx
+        self._want = _Want.RUN
+        self._restart_requested = False
+        self._changed = asyncio.Event()
+        self.connection: Connection | None = None
+        self.handshake: Handshake | None = None
+        self.process: ManagedProcess | None = None
+        self.stderr = StderrSink(
+            server=record.server,
+            instance=record.id,
+            bus=ctx.bus,
+            log_file=ctx.logs_dir / record.server / f"{record.id}.log",
+            ring_lines=ctx.ring_lines,
+            max_bytes=ctx.log_bytes,
+            backups=ctx.log_backups,
+        )
+        self._fast_exits = 0
+        self._consecutive_restarts = 0
+        self.outstanding = 0
+        self.task: asyncio.Task[None] | None = None
+        self._pump: asyncio.Future[None] | None = None
+        self._reader: asyncio.Future[None] | None = None
+
+    # --- what the supervisor asks -------------------------------------------------------------
+
+    @property
+    def state(self) -> InstanceState:
+        return self.record.state
+
+    @property
+    def ready(self) -> bool:
+        return self.connection is not None and self.record.state in (S.RUNNING, S.DEGRADED)
+
+    def want_running(self, spec: ServerSpec | None = None, *, restart: bool = False) -> None:
+        if spec is not None and spec != self.spec:
+            self.spec = spec
+            restart = True
+        self._want = _Want.RUN
+        if restart:
+            self._restart_requested = True
+        self._changed.set()
+
+    def want_stopped(self) -> None:
+        self._want = _Want.STOP
+        self._changed.set()
+
+    def want_removed(self) -> None:
+        self._want = _Want.REMOVE
+        self._changed.set()
+
+    # --- the state machine --------------------------------------------------------------------
+
+    async def _transition(self, new: InstanceState, reason: str = "") -> None:
+        old = self.record.state
+        if old == new:
+            return
+        check_transition(old, new)
+        self.record.state = new
+        now = time.time()
+        if new == S.STARTING:
+            self.record.started_at = now
+            self.record.stopped_at = None
+            self.record.health = Health.UNKNOWN
+        elif new in (S.STOPPED, S.FAILED, S.BACKOFF):
+            self.record.stopped_at = now
+            self.record.health = Health.UNKNOWN
+            self.record.pid = self.record.pgid = self.record.pid_start_ticks = None
+            self.record.endpoint = None
+            self.record.stderr_tail = [entry.line for entry in self.stderr.tail(50)]
+        if new == S.FAILED and reason:
+            self.record.last_error = reason
+        await self._ctx.save(self.record)
+        self._ctx.bus.publish(
+            "instance.state",
+            server=self.record.server,
+            instance=self.record.id,
+            old=old.value,
+            new=new.value,
+            reason=reason,
+        )
+        log.info("%s: %s -> %s %s", self.record.id, old.value, new.value, reason)
+
+    async def run(self) -> None:
+        """The worker's whole life: start, watch, restart with backoff, stop when asked."""
+        try:
+            while self._want is not _Want.REMOVE:
+                if self._parked():
+                    if self.record.state not in (S.STOPPED, S.FAILED):
+                        await self._transition(S.STOPPED, "stopped")
+                    if self._parked():
+                        await self._wait_for_change()
+                    continue
+                if self._restart_requested:
+                    self._restart_requested = False
+                    self._fast_exits = 0
+                    self._consecutive_restarts = 0
+                try:
+                    await self._run_once()
+                except _Exited as exit_:
+                    await self._after_exit(exit_)
+        finally:
+            # Removal, or cancellation at shutdown: either way the process must end.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release())
+            self.stderr.close()
+
+    def _parked(self) -> bool:
+        """Nothing to do until someone asks: stopped, or failed and not asked to restart."""
+        if self._want is _Want.STOP:
+            return True
+        return self.record.state == S.FAILED and not self._restart_requested
+
+    async def _wait_for_change(self, timeout: float | None = None) -> None:
+        """Wait until a ``want_*`` call (or one made since the last wait) or ``timeout``.
+
+        The event is a latch: a change made while we were busy is seen by the next wait, and
+        every caller re-checks what is wanted afterwards.
+        """
+        if not self._changed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    async def _after_exit(self, exit_: _Exited) -> None:
+        spec = self.spec
+        record = self.record
+        uptime = time.time() - (record.started_at or time.time())
+        await self._release()
+        record.last_exit_code = exit_.code
+        record.last_error = exit_.reason
+        if self._want is not _Want.RUN:
+            return
+        policy = spec.restart.policy
+        clean = exit_.code == 0
+        if policy == "never" or (policy == "on-failure" and clean):
+            await self._transition(S.STOPPED if clean else S.FAILED, exit_.reason)
+            return
+        if uptime >= spec.restart.reset_after:
+            self._consecutive_restarts = 0
+        self._fast_exits = self._fast_exits + 1 if uptime < spec.restart.fast_exit_seconds else 0
+        # A remote server that is down is not a crash loop of ours: it backs off, never fails.
+        remote = isinstance(spec.transport, HttpTransport)
+        if not remote and self._fast_exits >= spec.restart.max_fast_exits:
+            await self._transition(
+                S.FAILED,
+                f"crash loop: {self._fast_exits} exits within {spec.restart.fast_exit_seconds:g}s"
+                f" of start; last: {exit_.reason}",
+            )
+            return
+        delay = min(
+            spec.restart.backoff_initial * 2**self._consecutive_restarts, spec.restart.backoff_max
+        )
+        self._consecutive_restarts += 1
+        await self._transition(S.BACKOFF, f"{exit_.reason}; restarting in {delay:g}s")
+        deadline = time.monotonic() + delay
+        while self._want is _Want.RUN and not self._restart_requested:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await self._wait_for_change(remaining)
+        if self._want is _Want.RUN:
+            record.restart_count += 1
+        else:
+            await self._transition(S.STOPPED, "stopped during backoff")
+
+    async def _run_once(self) -> None:
+        await self._transition(S.STARTING)
+        start = asyncio.ensure_future(self._start_or_exit())
+        asked = asyncio.ensure_future(self._changed_to_stop())
+        try:
+            await asyncio.wait({start, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+            if not start.done():
+                # Asked to stop (or restart) while starting: a hung start must not hold us.
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, _Exited):
+                    await start
+        if start.cancelled():
+            await self._transition(S.STOPPING, "asked during start")
+            await self._release()
+            await self._transition(S.STOPPED, "stopped")
+            return
+        cannot_start = start.result()  # raises _Exited for a start that failed
+        if cannot_start is not None:
+            await self._release()
+            self.record.last_exit_code = None
+            await self._transition(S.FAILED, cannot_start)
+            return
+        self._ctx.bus.publish("instance.ready", server=self.record.server, instance=self.record.id)
+        self.record.health = Health.HEALTHY
+        await self._transition(S.RUNNING, "ready")
+        await self._watch()
+
+    async def _start_or_exit(self) -> str | None:
+        """Start the instance. None when ready; the reason when its command cannot be started
+        at all (that is final until someone changes or restarts it); raises :class:`_Exited`
+        for a start that failed in a way a retry may fix."""
+        try:
+            async with asyncio.timeout(self.spec.timeouts.start):
+                await self._start()
+        except SpawnError as exc:
+            return exc.message
+        except TimeoutError as exc:
+            raise _Exited(f"not ready within {self.spec.timeouts.start:g}s") from exc
+        except UpstreamError as exc:
+            code = self.process.returncode if self.process is not None else None
+            raise _Exited(f"handshake failed: {exc.message}", code) from exc
+        except OSError as exc:
+            raise _Exited(f"start failed: {exc.strerror or exc}") from exc
+        except RoundhouseError as exc:  # e.g. no free port left in the range
+            raise _Exited(exc.message) from exc
+        return None
+
+    async def _start(self) -> None:
+        transport = self.spec.transport
+        record = self.record
+        if isinstance(transport, HttpTransport):
+            headers = dict(transport.headers)
+            headers.update(self._auth_headers())
+            connection: Connection = HttpConnection(
+                transport.url, headers=headers, client=self._ctx.http
+            )
+            record.endpoint = transport.url
+        else:
+            port: int | None = None
+            if isinstance(transport, LocalHttpTransport):
+                port = self._ctx.ports.allocate()
+                record.port = port
+            argv, env = _command(transport, port)
+            self.process = process = await self._ctx.runtime.spawn(argv, env=env, cwd=transport.cwd)
+            record.pid = record.pgid = process.pid
+            record.pid_start_ticks = process.start_ticks
+            record.owner = self._ctx.boot_id
+            await self._ctx.save(record)
+            self._pump = asyncio.ensure_future(self.stderr.pump(process.stderr))
+            if isinstance(transport, StdioTransport):
+                stdio = StdioConnection(
+                    process.stdout, process.stdin, max_line_bytes=self._ctx.max_line_bytes
+                )
+                self._reader = asyncio.ensure_future(stdio.run())
+                connection = stdio
+                record.endpoint = f"stdio://{process.pid}"
+            else:
+                assert port is not None
+                base = f"http://127.0.0.1:{port}"
+                await self._wait_for_health(base + transport.health_path, process)
+                connection = HttpConnection(base + transport.mcp_path, client=self._ctx.http)
+                record.endpoint = base + transport.mcp_path
+        self.connection = connection
+        self.handshake = await self._first_handshake(connection)
+
+    async def _first_handshake(self, connection: Connection) -> Handshake:
+        process = self.process
+        if process is None:
+            return await handshake(connection, timeout=self.spec.timeouts.start)
+        # Race the handshake against the process's exit: a server that dies at once should
+        # not make us wait for the start timeout.
+        shake = asyncio.ensure_future(handshake(connection, timeout=self.spec.timeouts.start))
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            done, _ = await asyncio.wait({shake, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if shake in done:
+                return shake.result()
+            raise _Exited(f"exited with code {exited.result()} during start", exited.result())
+        finally:
+            for task in (shake, exited):
+                if not task.done():
+                    task.cancel()
+
+    async def _wait_for_health(self, url: str, process: ManagedProcess) -> None:
+        while True:
+            if process.returncode is not None:
+                raise _Exited(
+                    f"exited with code {process.returncode} during start", process.returncode
+                )
+            try:
+                response = await self._ctx.http.get(url, timeout=self.spec.health.timeout)
+                if response.is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(_HEALTH_POLL)
+
+    def _auth_headers(self) -> dict[str, str]:
+        auth = self.spec.auth
+        if auth.type == "bearer" and auth.token is not None:
+            return {"Authorization": f"Bearer {auth.token.get_secret_value()}"}
+        if auth.type == "api_key" and auth.key is not None:
+            return {auth.header: auth.key.get_secret_value()}
+        return {}
+
+    async def _watch(self) -> None:
+        """While running: wait for an exit, a request, or a health verdict."""
+        waiters: dict[asyncio.Future[Any], str] = {
+            asyncio.ensure_future(self._health_loop()): "health",
+            asyncio.ensure_future(self._changed_to_stop()): "asked",
+        }
+        if self.process is not None:
+            waiters[asyncio.ensure_future(self.process.wait())] = "exit"
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        finished = next(iter(done))
+        why = waiters[finished]
+        if why == "exit":
+            code = finished.result()
+            raise _Exited(f"exited with code {code}", code)
+        if why == "health":
+            raise _Exited(finished.result())
+        await self._transition(S.STOPPING, "restart" if self._restart_requested else "asked")
+        await self._release()
+        await self._transition(S.STOPPED, "stopped")
+
+    async def _changed_to_stop(self) -> None:
+        while self._want is _Want.RUN and not self._restart_requested:
+            await self._wait_for_change()
+
+    async def _health_loop(self) -> str:
+        health = self.spec.health
+        failures = 0
+        while True:
+            await asyncio.sleep(health.interval)
+            error = await self._check_once()
+            self.record.last_health_check = time.time()
+            if error is None:
+                failures = 0
+                slow = (self.record.last_response_time or 0) > health.timeout / 2
+                self.record.health = Health.DEGRADED if slow else Health.HEALTHY
+                await self._transition(S.DEGRADED if slow else S.RUNNING, "health check")
+            else:
+                failures += 1
+                self.record.health = Health.UNHEALTHY
+                await self._transition(S.UNHEALTHY, error)
+                if failures >= health.failures_before_restart:
+                    return f"{failures} failed health checks; last: {error}"
+            await self._ctx.save(self.record)
+
+    async def _check_once(self) -> str | None:
+        connection, shake = self.connection, self.handshake
+        if connection is None or shake is None:
+            return "no connection"
+        transport = self.spec.transport
+        try:
+            if isinstance(transport, LocalHttpTransport) and self.record.port is not None:
+                url = f"http://127.0.0.1:{self.record.port}{transport.health_path}"
+                response = await self._ctx.http.get(url, timeout=self.spec.health.timeout)
+                if not response.is_success:
+                    return f"health path answered {response.status_code}"
+            self.record.last_response_time = await ping(
+                connection, shake, timeout=self.spec.health.timeout
+            )
+        except (UpstreamError, httpx.HTTPError, TimeoutError) as exc:
+            return f"health check failed: {_describe(exc)}"
+        return None
+
+    async def _release(self) -> None:
+        """Close the connection, stop the process, free the port. Idempotent and bounded."""
+        connection, self.connection = self.connection, None
+        self.handshake = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.aclose(), 2.0)
+        process, self.process = self.process, None
+        if process is not None:
+            code = await process.stop(StopTimeouts(term=self.spec.timeouts.stop))
+            self.record.last_exit_code = code
+            pump, self._pump = self._pump, None
+            if pump is not None:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(pump, 1.0)
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+        if self.record.port is not None:
+            self._ctx.ports.release(self.record.port)
+            self.record.port = None
+
+    # --- calls over the supervisor's connection -----------------------------------------------
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        connection, shake = self.connection, self.handshake
+        if connection is None or shake is None:
+            raise UpstreamError(f"instance {self.record.id} is not running")
+        self.outstanding += 1
+        try:
+            return await connection.request(
+                method, shake.stamp(params), timeout=self.spec.timeouts.call
+            )
+        finally:
+            self.outstanding -= 1
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RoundhouseError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return type(exc).__name__
+
+
+def _command(
+    transport: StdioTransport | LocalHttpTransport, port: int | None
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment for a spawn: the gateway's environment minus its own settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIX)}
+    argv = [transport.command, *transport.args]
+    extra = dict(transport.env)
+    if port is not None:
+        argv = [part.replace("{port}", str(port)) for part in argv]
+        extra = {k: v.replace("{port}", str(port)) for k, v in extra.items()}
+        env["PORT"] = str(port)
+    env.update(extra)
+    return argv, env

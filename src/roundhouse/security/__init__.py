@@ -1,0 +1,1 @@
+"""Pure security checks (no I/O): origins, hosts, redaction."""

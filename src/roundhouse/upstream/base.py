@@ -1,0 +1,86 @@
+"""The one small interface every upstream connection offers (stdio, Streamable HTTP, in-memory).
+
+A connection carries JSON-RPC dicts to one server and back. It knows nothing about who started the
+server or which client a message is for; ids it puts on the wire are its own integers, so many
+client sessions can share one connection (``send_request_raw`` rewrites and restores their ids).
+
+Failures, all ``UpstreamError``:
+
+    UpstreamClosed          the stream ended (peer exit/EOF) or we closed the connection
+    UpstreamTimeout         no answer within the wait's timeout (the message names the method)
+    UpstreamProtocolError   the server sent something that is not MCP (e.g. a line over the cap)
+    UpstreamRpcError        the server answered with a JSON-RPC error; its code/message/data kept
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from roundhouse.errors import UpstreamError, UpstreamProtocolError
+from roundhouse.protocol.jsonrpc import Message
+
+__all__ = ["Connection", "MessageHandler", "UpstreamRpcError", "result_of"]
+
+MessageHandler: TypeAlias = Callable[[Message], None]
+"""Receives notifications and server-to-client requests; called on the reader, must not block."""
+
+
+class UpstreamRpcError(UpstreamError):
+    """The upstream answered a request with a JSON-RPC error.
+
+    ``code``, ``message`` and ``data`` are the upstream's own, so a transparent frontend can pass
+    the error on unchanged; ``method`` says which of our requests it answered.
+    """
+
+    def __init__(self, code: int, message: str, *, data: Any = None, method: str = "") -> None:
+        super().__init__(message, data=data)
+        self.code = code
+        self.method = method
+
+    def __str__(self) -> str:
+        where = f" to {self.method}" if self.method else ""
+        return f"upstream error {self.code}{where}: {self.message}"
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """A live JSON-RPC conversation with one MCP server."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float
+    ) -> dict[str, Any]:
+        """Send a request and return its ``result``; a JSON-RPC error raises UpstreamRpcError."""
+        ...
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None: ...
+
+    async def send_request_raw(self, message: Message, *, timeout: float) -> Message:
+        """Forward a client's request verbatim under one of our ids; the answer carries its id."""
+        ...
+
+    async def send(self, message: Message) -> None:
+        """Write a message that expects no answer (a notification, or our answer to the server)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def result_of(response: Message, method: str) -> dict[str, Any]:
+    """The ``result`` of a response message, or the error it carries raised as UpstreamRpcError."""
+    error = response.get("error")
+    if error is not None:
+        if isinstance(error, dict):
+            code = error.get("code")
+            return_code = code if isinstance(code, int) else -32603
+            raise UpstreamRpcError(
+                return_code, str(error.get("message", "")), data=error.get("data"), method=method
+            )
+        raise UpstreamProtocolError(f"malformed error answer to {method}: {error!r}")
+    result = response.get("result")
+    if not isinstance(result, dict):
+        raise UpstreamProtocolError(f"answer to {method} has no result object")
+    return result

@@ -1,0 +1,382 @@
+"""A JSON-RPC connection over a server process's stdout (read) and stdin (write).
+
+Framing is newline-delimited JSON. The reader takes chunks and splits on ``\\n`` itself, so a line
+of any size costs one pass and a line over ``max_line_bytes`` is never held in memory whole: it is
+skipped, and only the request it answers (if its id can be read from its first or last bytes)
+fails. Lines that are not JSON are counted and dropped; a server's chatter never kills the reader.
+
+Lifecycle. The reader is ``run()``: the owner (the supervisor) starts it once in its own task group
+and learns the stream ended when it returns. For simple owners and tests, ``async with conn:``
+starts ``run()`` in a task the connection owns and cancels it on exit. Either way, when the stream
+ends every pending request fails at once with UpstreamClosed; ``abort()`` does the same on the
+owner's word (the process exited but a grandchild still holds stdout open).
+
+Ids on the wire are ours (1, 2, 3 ...). ``send_request_raw`` forwards a client's request under one
+of them and puts the client's id back on the answer, so many sessions can share one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Protocol
+
+import orjson
+
+from roundhouse.errors import UpstreamClosed, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from roundhouse.protocol.jsonrpc import METHOD_NOT_FOUND, Message, RequestId, recover_id
+from roundhouse.upstream.base import MessageHandler, result_of
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "ByteReader", "ByteWriter", "StdioConnection", "StdioStats"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+READ_CHUNK_BYTES: Final = 256 * 1024
+# How much of an oversize line is kept to find its id: the start (ids usually lead) and the end.
+OVERSIZE_HEAD_BYTES: Final = 64 * 1024
+OVERSIZE_TAIL_BYTES: Final = 1024
+# Requests the protocol forbids cancelling.
+_UNCANCELLABLE: Final = frozenset({"initialize", "server/discover"})
+
+
+class ByteReader(Protocol):
+    """What we read from: ``asyncio.StreamReader`` (a process's stdout) fits."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class ByteWriter(Protocol):
+    """What we write to: ``asyncio.StreamWriter`` (a process's stdin) fits."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class StdioStats:
+    garbage_lines: int = 0  # not JSON-RPC; dropped
+    oversize_lines: int = 0  # over max_line_bytes; dropped (its request failed if identified)
+    unmatched_responses: int = 0  # answers to no pending request (late, after a timeout)
+    requests_sent: int = 0
+    messages_received: int = 0
+
+
+class _Pending:
+    __slots__ = ("client_id", "future", "method")
+
+    def __init__(self, method: str, future: asyncio.Future[Message], client_id: Any) -> None:
+        self.method = method
+        self.future = future
+        self.client_id = client_id  # the id to restore on the answer (raw path), else _OURS
+
+
+_OURS: Final = object()
+
+
+class StdioConnection:
+    """JSON-RPC over a byte stream pair; implements ``upstream.base.Connection``."""
+
+    def __init__(
+        self,
+        reader: ByteReader,
+        writer: ByteWriter,
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        on_message: MessageHandler | None = None,
+        name: str = "stdio",
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._max_line_bytes = max_line_bytes
+        self._on_message = on_message
+        self.name = name
+        self.stats = StdioStats()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._closed_reason: str | None = None
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_reason is not None
+
+    @property
+    def pending_count(self) -> int:
+        """Requests awaiting an answer (for least-outstanding balancing)."""
+        return len(self._pending)
+
+    async def __aenter__(self) -> StdioConnection:
+        self._task = asyncio.create_task(self.run(), name=f"{self.name} reader")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def run(self) -> None:
+        """Read until the stream ends, then fail whatever is pending. May be called once."""
+        if self._running:
+            raise RuntimeError("StdioConnection.run() may be called once")
+        self._running = True
+        try:
+            await self._read_loop()
+        except (OSError, ValueError) as exc:  # a broken pipe, a reader fed after close
+            self._shut(f"{self.name}: reading from the server failed: {exc}")
+        else:
+            self._shut(f"{self.name}: the server closed its stdout")
+        finally:
+            # Cancelled or crashed: still no request may hang.
+            self._shut(f"{self.name}: the connection's reader stopped")
+
+    def abort(self, reason: str) -> None:
+        """Fail every pending request with UpstreamClosed(reason) now; later calls fail at once."""
+        self._shut(reason)
+
+    async def aclose(self) -> None:
+        """Close stdin (the server's cue to exit), fail pending requests, stop an owned reader."""
+        self._shut(f"{self.name}: the connection was closed by Roundhouse")
+        if not self._writer.is_closing():
+            with contextlib.suppress(OSError):
+                self._writer.close()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        # Collect the reader's end, so a crash in it is logged rather than lost.
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("%s: the reader failed", self.name)
+
+    def _shut(self, reason: str) -> None:
+        if self._closed_reason is None:
+            self._closed_reason = reason
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            if not entry.future.done():
+                entry.future.set_exception(
+                    UpstreamClosed(f"{reason} (while awaiting {entry.method})")
+                )
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float
+    ) -> dict[str, Any]:
+        message: Message = {"jsonrpc": "2.0", "id": 0, "method": method}
+        if params is not None:
+            message["params"] = params
+        return result_of(await self._roundtrip(message, method, _OURS, timeout), method)
+
+    async def send_request_raw(self, message: Message, *, timeout: float) -> Message:
+        """Forward a request under our own id; the answer (result or error) gets its id back."""
+        method = message.get("method")
+        return await self._roundtrip(
+            dict(message), method if isinstance(method, str) else "?", message.get("id"), timeout
+        )
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        message: Message = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+
+    async def send(self, message: Message) -> None:
+        self._write(orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE))
+        await self._drain()
+
+    async def _roundtrip(
+        self, message: Message, method: str, client_id: Any, timeout: float
+    ) -> Message:
+        if self._closed_reason is not None:
+            raise UpstreamClosed(f"{self._closed_reason} (cannot send {method})")
+        request_id = next(self._ids)
+        message["id"] = request_id
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = _Pending(method, future, client_id)
+        try:
+            # One deadline over the write (a full pipe blocks drain) and the wait for the answer.
+            async with asyncio.timeout(timeout):
+                self._write(orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE))
+                self.stats.requests_sent += 1
+                await self._drain()
+                return await future
+        except TimeoutError:
+            self._cancel_upstream(request_id, method, "timed out")
+            raise UpstreamTimeout(
+                f"{self.name}: no answer to {method} within {timeout:g} s",
+                data={"method": method, "timeout": timeout},
+            ) from None
+        except asyncio.CancelledError:
+            self._cancel_upstream(request_id, method, "cancelled by the caller")
+            raise
+        finally:
+            self._pending.pop(request_id, None)
+
+    def _cancel_upstream(self, request_id: int, method: str, reason: str) -> None:
+        """Tell the server we stopped waiting (best effort, no await: we may be cancelled)."""
+        if method in _UNCANCELLABLE or self._closed_reason is not None:
+            return
+        note = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": request_id, "reason": reason},
+        }
+        with contextlib.suppress(UpstreamError):
+            self._write(orjson.dumps(note, option=orjson.OPT_APPEND_NEWLINE))
+
+    def _write(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise UpstreamClosed(f"{self._closed_reason or self.name + ': stdin is closed'}")
+        try:
+            self._writer.write(data)
+        except (OSError, RuntimeError) as exc:
+            raise UpstreamClosed(f"{self.name}: writing to the server failed: {exc}") from exc
+
+    async def _drain(self) -> None:
+        try:
+            await self._writer.drain()
+        except (OSError, RuntimeError) as exc:
+            raise UpstreamClosed(f"{self.name}: writing to the server failed: {exc}") from exc
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        read = self._reader.read
+        cap = self._max_line_bytes
+        partial = bytearray()  # the start of a line whose end has not arrived
+        skipping = False  # inside an oversize line: drop bytes up to the next newline
+        head = b""
+        tail = b""
+        while chunk := await read(READ_CHUNK_BYTES):
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                if newline < 0:
+                    rest = chunk[start:]
+                    if skipping:
+                        tail = (tail + rest[-OVERSIZE_TAIL_BYTES:])[-OVERSIZE_TAIL_BYTES:]
+                    else:
+                        partial += rest
+                        if len(partial) > cap:
+                            head = bytes(partial[:OVERSIZE_HEAD_BYTES])
+                            tail = bytes(partial[-OVERSIZE_TAIL_BYTES:])
+                            partial = bytearray()
+                            skipping = True
+                    break
+                if skipping:
+                    end = chunk[max(start, newline - OVERSIZE_TAIL_BYTES) : newline]
+                    tail = (tail + end)[-OVERSIZE_TAIL_BYTES:]
+                    skipping = False
+                    self._oversize(head, tail)
+                elif partial:
+                    partial += chunk[start:newline]
+                    if len(partial) > cap:
+                        self._oversize(
+                            bytes(partial[:OVERSIZE_HEAD_BYTES]),
+                            bytes(partial[-OVERSIZE_TAIL_BYTES:]),
+                        )
+                    else:
+                        self._line(partial)
+                    partial = bytearray()
+                elif newline - start > cap:
+                    self._oversize(
+                        chunk[start : start + OVERSIZE_HEAD_BYTES],
+                        chunk[newline - OVERSIZE_TAIL_BYTES : newline],
+                    )
+                else:
+                    self._line(chunk[start:newline])
+                start = newline + 1
+
+    def _line(self, line: bytes | bytearray) -> None:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if line.strip():  # blank lines are framing slack, not garbage
+                self.stats.garbage_lines += 1
+                logger.debug("%s: dropped a non-JSON line of %d bytes", self.name, len(line))
+            return
+        if isinstance(message, dict):
+            self._dispatch(message)
+        elif isinstance(message, list):  # a batch (pre-2025-06-18 servers)
+            for item in message:
+                if isinstance(item, dict):
+                    self._dispatch(item)
+                else:
+                    self.stats.garbage_lines += 1
+        else:
+            self.stats.garbage_lines += 1
+
+    def _dispatch(self, message: Message) -> None:
+        self.stats.messages_received += 1
+        if "method" in message:
+            self._incoming(message)
+            return
+        request_id = message.get("id")
+        entry = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+        if entry is None:
+            self.stats.unmatched_responses += 1
+            return
+        if entry.future.done():
+            return
+        if entry.client_id is not _OURS:
+            message["id"] = entry.client_id
+        entry.future.set_result(message)
+
+    def _incoming(self, message: Message) -> None:
+        """A notification or a server-to-client request."""
+        if self._on_message is not None:
+            try:
+                self._on_message(message)
+            except Exception:
+                logger.exception("%s: on_message failed for %s", self.name, message.get("method"))
+            return
+        if "id" not in message:
+            return
+        # Nobody to ask: answer so the server does not wait forever.
+        if message["method"] == "ping":
+            answer: Message = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
+        else:
+            answer = {
+                "jsonrpc": "2.0",
+                "id": message["id"],
+                "error": {"code": METHOD_NOT_FOUND, "message": "client does not handle this"},
+            }
+        with contextlib.suppress(UpstreamError):
+            self._write(orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE))
+
+    def _oversize(self, head: bytes, tail: bytes) -> None:
+        self.stats.oversize_lines += 1
+        request_id: RequestId | None = recover_id(head, tail)
+        entry = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+        logger.warning(
+            "%s: dropped a line over %d bytes (id %r)", self.name, self._max_line_bytes, request_id
+        )
+        if entry is not None and not entry.future.done():
+            entry.future.set_exception(
+                UpstreamProtocolError(
+                    f"{self.name}: the answer to {entry.method} exceeds the "
+                    f"{self._max_line_bytes}-byte line cap",
+                    data={"method": entry.method, "max_line_bytes": self._max_line_bytes},
+                )
+            )

@@ -1,0 +1,351 @@
+"""The registry on real SQLite files and a real PostgreSQL (fixtures in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from roundhouse.control.states import Health, InstanceState
+from roundhouse.errors import Conflict, InvalidInput, NotFound, StoreError
+from roundhouse.spec import ServerSpec
+from roundhouse.store import InstanceRecord, ServerRecord, Store
+
+
+def make_spec(slug: str = "github", **fields: Any) -> ServerSpec:
+    data: dict[str, Any] = {"slug": slug, "transport": {"command": "npx", "args": ["-y", slug]}}
+    data.update(fields)
+    return ServerSpec.model_validate(data)
+
+
+def make_instance(server: str = "github", ordinal: int = 0, **fields: Any) -> InstanceRecord:
+    return InstanceRecord(id=f"{server}-{ordinal}", server=server, ordinal=ordinal, **fields)
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+async def test_a_created_server_reads_back_as_it_was_written(store: Store) -> None:
+    spec = make_spec(name="GitHub", tags=["code"], priority=7, instances={"min": 1, "max": 3})
+    created = await store.create_server(spec, 2)
+    assert created.generation == 1
+    assert created.desired_instances == 2
+    read = await store.get_server("github")
+    assert read == created
+    assert read.spec == spec
+    assert read.slug == "github"
+
+
+async def test_desired_instances_default_to_the_spec_minimum(store: Store) -> None:
+    created = await store.create_server(make_spec(instances={"min": 2, "max": 4}))
+    assert created.desired_instances == 2
+
+
+async def test_a_second_server_with_the_same_slug_is_a_conflict(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    with pytest.raises(Conflict, match="a server named 'github' already exists"):
+        await store.create_server(make_spec(name="another"), 1)
+    assert (await store.get_server("github")).spec.name is None
+
+
+async def test_racing_creates_of_one_slug_let_exactly_one_win(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.create_server(make_spec(name=f"n{i}"), 1) for i in range(8)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, ServerRecord) for r in results) == 1
+    assert sum(isinstance(r, Conflict) for r in results) == 7
+
+
+async def test_servers_are_listed_by_slug(store: Store) -> None:
+    for slug in ("zeta", "alpha", "mid-1"):
+        await store.create_server(make_spec(slug), 1)
+    assert [r.slug for r in await store.list_servers()] == ["alpha", "mid-1", "zeta"]
+
+
+async def test_every_lookup_of_a_missing_server_is_not_found(store: Store) -> None:
+    message = "no server named 'nope'"
+    with pytest.raises(NotFound, match=message):
+        await store.get_server("nope")
+    with pytest.raises(NotFound, match=message):
+        await store.replace_server(make_spec("nope"))
+    with pytest.raises(NotFound, match=message):
+        await store.delete_server("nope")
+    with pytest.raises(NotFound, match=message):
+        await store.set_desired_instances("nope", 1)
+    with pytest.raises(NotFound, match=message):
+        await store.set_enabled("nope", False)
+    assert await store.list_servers() == []
+
+
+async def test_replacing_a_server_bumps_its_generation_and_clamps_desired(store: Store) -> None:
+    created = await store.create_server(make_spec(instances={"min": 1, "max": 5}), 5)
+    replaced = await store.replace_server(make_spec(name="new", instances={"min": 1, "max": 3}))
+    assert replaced.generation == 2
+    assert replaced.desired_instances == 3
+    assert replaced.spec.name == "new"
+    assert replaced.created_at == created.created_at
+    assert replaced.updated_at >= created.updated_at
+    raised = await store.replace_server(make_spec(instances={"min": 4, "max": 6}))
+    assert (raised.generation, raised.desired_instances) == (3, 4)
+    assert await store.get_server("github") == raised
+
+
+async def test_upsert_inserts_then_replaces_keeping_desired_instances(store: Store) -> None:
+    inserted = await store.upsert_server(make_spec(instances={"min": 1, "max": 4}))
+    assert (inserted.generation, inserted.desired_instances) == (1, 1)
+    await store.set_desired_instances("github", 3)
+    updated = await store.upsert_server(make_spec(name="renamed", instances={"min": 1, "max": 4}))
+    assert (updated.generation, updated.desired_instances) == (3, 3)
+    assert updated.spec.name == "renamed"
+    assert updated.created_at == inserted.created_at
+    assert await store.get_server("github") == updated
+
+
+async def test_upsert_with_desired_instances_sets_them(store: Store) -> None:
+    await store.upsert_server(make_spec(), 1)
+    updated = await store.upsert_server(make_spec(), 4)
+    assert (updated.generation, updated.desired_instances) == (2, 4)
+
+
+async def test_upsert_clamps_kept_desired_instances_into_the_new_range(store: Store) -> None:
+    await store.upsert_server(make_spec(instances={"min": 1, "max": 8}), 8)
+    shrunk = await store.upsert_server(make_spec(instances={"min": 1, "max": 2}))
+    assert shrunk.desired_instances == 2
+
+
+async def test_scaling_sets_desired_instances_and_bumps_generation(store: Store) -> None:
+    await store.create_server(make_spec(instances={"min": 0, "max": 4}), 1)
+    scaled = await store.set_desired_instances("github", 4)
+    assert (scaled.generation, scaled.desired_instances) == (2, 4)
+    assert (await store.set_desired_instances("github", 0)).desired_instances == 0
+
+
+async def test_scaling_outside_the_spec_range_is_invalid_and_writes_nothing(store: Store) -> None:
+    await store.create_server(make_spec(instances={"min": 1, "max": 2}), 1)
+    for n in (0, 3, -1):
+        with pytest.raises(InvalidInput, match="between 1 and 2") as caught:
+            await store.set_desired_instances("github", n)
+        assert caught.value.field == "instances"
+    assert (await store.get_server("github")).generation == 1
+    with pytest.raises(InvalidInput):
+        await store.create_server(make_spec("other", instances={"min": 1, "max": 2}), 9)
+
+
+async def test_disabling_a_server_rewrites_its_spec_and_bumps_generation(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    disabled = await store.set_enabled("github", False)
+    assert disabled.spec.enabled is False
+    assert disabled.generation == 2
+    assert (await store.get_server("github")).spec.enabled is False
+    assert (await store.set_enabled("github", True)).spec.enabled is True
+
+
+async def test_secrets_are_stored_and_read_back_intact(store: Store) -> None:
+    stdio = make_spec(
+        "stdio-secret",
+        transport={"command": "srv", "env": {"GITHUB_TOKEN": "ghp_env_secret"}},
+        auth={"type": "api_key", "key": "key-secret-1"},
+    )
+    remote = make_spec(
+        "http-secret",
+        transport={"url": "https://example.com/mcp", "headers": {"X-Token": "hdr-secret"}},
+        auth={"type": "bearer", "token": "tok-secret-2"},
+    )
+    await store.create_server(stdio, 1)
+    await store.upsert_server(remote)
+    got_stdio = (await store.get_server("stdio-secret")).spec
+    got_remote = (await store.get_server("http-secret")).spec
+    assert got_stdio.auth.key is not None
+    assert got_stdio.auth.key.get_secret_value() == "key-secret-1"
+    assert got_stdio.transport.model_dump()["env"] == {"GITHUB_TOKEN": "ghp_env_secret"}
+    assert got_remote.auth.token is not None
+    assert got_remote.auth.token.get_secret_value() == "tok-secret-2"
+    assert got_remote.transport.model_dump()["headers"] == {"X-Token": "hdr-secret"}
+
+
+# -- instances --------------------------------------------------------------------------------
+
+
+async def test_an_instance_round_trips_every_field(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    rec = InstanceRecord(
+        id="github-0-abc",
+        server="github",
+        ordinal=3,
+        state=InstanceState.DEGRADED,
+        health=Health.DEGRADED,
+        pid=4_194_303,
+        pgid=4_194_303,
+        pid_start_ticks=2**40 + 7,
+        port=8123,
+        endpoint="http://127.0.0.1:8123/mcp",
+        started_at=1_700_000_000.125,
+        stopped_at=1_700_000_100.5,
+        last_health_check=1_700_000_050.25,
+        last_response_time=0.0125,
+        restart_count=4,
+        last_exit_code=-9,
+        last_error="exited with signal 9",
+        stderr_tail=["line one", "ünïcode ✓", "", "x" * 2000],
+        owner="boot-1234",
+    )
+    await store.save_instance(rec)
+    assert rec.updated_at > 0
+    got = await store.get_instance("github-0-abc")
+    assert got == rec
+    assert isinstance(got.state, InstanceState)
+    assert isinstance(got.health, Health)
+
+
+async def test_an_instance_with_only_defaults_round_trips(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    rec = make_instance()
+    await store.save_instance(rec)
+    assert await store.get_instance(rec.id) == rec
+
+
+async def test_saving_an_instance_again_updates_it_in_place(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    rec = make_instance()
+    await store.save_instance(rec)
+    rec.state, rec.pid, rec.stderr_tail = InstanceState.RUNNING, 42, ["ready"]
+    await store.save_instance(rec)
+    [got] = await store.list_instances("github")
+    assert (got.state, got.pid, got.stderr_tail) == (InstanceState.RUNNING, 42, ["ready"])
+
+
+async def test_instances_are_listed_by_server_and_ordinal(store: Store) -> None:
+    for slug in ("bravo", "alpha"):
+        await store.create_server(make_spec(slug), 1)
+    for server, ordinal in (("bravo", 1), ("alpha", 2), ("bravo", 0), ("alpha", 0)):
+        await store.save_instance(make_instance(server, ordinal))
+    everything = [(i.server, i.ordinal) for i in await store.list_instances()]
+    assert everything == [("alpha", 0), ("alpha", 2), ("bravo", 0), ("bravo", 1)]
+    assert [i.ordinal for i in await store.list_instances("bravo")] == [0, 1]
+    assert await store.list_instances("nobody") == []
+
+
+async def test_an_instance_of_an_unknown_server_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="no server named 'ghost'"):
+        await store.save_instance(make_instance("ghost"))
+    assert await store.list_instances() == []
+
+
+async def test_deleting_an_instance_forgets_it_and_is_idempotent(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    await store.save_instance(make_instance())
+    await store.delete_instance("github-0")
+    await store.delete_instance("github-0")
+    with pytest.raises(NotFound, match="no instance with id 'github-0'"):
+        await store.get_instance("github-0")
+
+
+async def test_deleting_a_server_deletes_its_instances(store: Store) -> None:
+    for slug in ("github", "keep"):
+        await store.create_server(make_spec(slug), 1)
+        await store.save_instance(make_instance(slug, 0))
+        await store.save_instance(make_instance(slug, 1))
+    await store.delete_server("github")
+    assert [i.server for i in await store.list_instances()] == ["keep", "keep"]
+    with pytest.raises(NotFound):
+        await store.get_instance("github-0")
+    with pytest.raises(NotFound):
+        await store.get_server("github")
+
+
+async def test_many_concurrent_writes_all_land(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    await asyncio.gather(*(store.save_instance(make_instance(ordinal=n)) for n in range(40)))
+    assert [i.ordinal for i in await store.list_instances()] == list(range(40))
+
+
+# -- opening, migrations, durability ----------------------------------------------------------
+
+
+async def test_integrity_check_is_ok(store: Store) -> None:
+    await store.create_server(make_spec(), 1)
+    assert await store.integrity_check() == "ok"
+
+
+async def test_reopening_runs_the_migrations_once_and_keeps_the_data(
+    store_target: Any,
+) -> None:
+    async with Store.connect(store_target.url, schema=store_target.schema) as first:
+        await first.create_server(make_spec(), 1)
+    async with Store.connect(store_target.url, schema=store_target.schema) as second:
+        assert [r.slug for r in await second.list_servers()] == ["github"]
+        async with second._engine.connect() as conn:
+            versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        assert [v[0] for v in versions] == ["0001"]
+        assert second.dialect == store_target.backend
+
+
+async def test_store_works_as_an_async_context_manager_after_open(
+    store_target: Any,
+) -> None:
+    async with await Store.open(store_target.url, schema=store_target.schema) as opened:
+        assert await opened.list_servers() == []
+
+
+async def test_the_sqlite_registry_is_private_to_its_owner(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "registry.db"
+    async with Store.connect(f"sqlite:///{path}") as opened:
+        await opened.create_server(make_spec(), 1)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        wal = path.with_name("registry.db-wal")
+        assert wal.exists()
+        assert stat.S_IMODE(os.stat(wal).st_mode) == 0o600
+
+
+async def test_an_existing_loose_sqlite_file_is_tightened(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    path = tmp_path / "registry.db"
+    path.touch()
+    path.chmod(0o644)
+    async with Store.connect(f"sqlite:///{path}"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # An existing parent may be shared; it is not the store's to change.
+    assert stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o755
+
+
+async def test_sqlite_connections_are_wal_with_full_synchronous(tmp_path: Path) -> None:
+    async with (
+        Store.connect(f"sqlite:///{tmp_path / 'registry.db'}") as opened,
+        opened._engine.connect() as conn,
+    ):
+
+        async def pragma(name: str) -> Any:
+            return (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+
+        assert await pragma("journal_mode") == "wal"
+        assert await pragma("synchronous") == 2  # FULL
+        assert await pragma("foreign_keys") == 1
+        assert await pragma("busy_timeout") == 5000
+
+
+async def test_a_failed_postgres_connection_never_shows_the_password() -> None:
+    for url in (
+        "postgresql://admin:s3cr3t-Passw0rd@127.0.0.1:1/test",
+        "postgresql://admin:s3cr3t-Passw0rd@127.0.0.1:5432/no_such_database_here",
+    ):
+        with pytest.raises(StoreError) as caught:
+            await Store.open(url)
+        message = str(caught.value)
+        assert "s3cr3t-Passw0rd" not in message
+        # The server may name the role in its own diagnostic; the URL itself is never shown.
+        assert "admin:" not in message
+        assert "127.0.0.1" in message
+
+
+async def test_an_unsupported_database_url_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="unsupported database URL scheme 'mysql'"):
+        await Store.open("mysql://u:p@localhost/db")
+    with pytest.raises(InvalidInput, match="cannot be parsed"):
+        await Store.open("not a url")
