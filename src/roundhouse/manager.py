@@ -7,6 +7,7 @@ asks the reconciler to converge, so what the registry says is what will run afte
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -81,6 +82,8 @@ class AsyncManager:
         self._initial_servers = list(servers)
         self._stack = AsyncExitStack()
         self.started_at = 0.0
+        #: Set when the gateway begins to shut down: long-lived streams end on it.
+        self.closing = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         settings = self.settings
@@ -131,6 +134,7 @@ class AsyncManager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.closing.set()
         await self._stack.aclose()
 
     async def _save_instance(self, record: InstanceRecord) -> None:

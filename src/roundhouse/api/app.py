@@ -7,6 +7,8 @@ wire errors in :mod:`roundhouse.api.errors`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,12 +22,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from roundhouse import __version__
 from roundhouse.api.errors import error_body, install_error_handlers
 from roundhouse.api.limits import BodyLimit
-from roundhouse.errors import InvalidInput
+from roundhouse.errors import InvalidInput, NotFound, NotSupported
 from roundhouse.manager import MAX_LOG_LINES, AsyncManager, parse_spec
 from roundhouse.security.origin import OriginPolicy
 from roundhouse.spec import SLUG_PATTERN, ServerSpec
 
 __all__ = ["create_app"]
+
+#: How often a quiet ``logs?follow=true`` stream checks that its client is still there.
+FOLLOW_CHECK_SECONDS = 1.0
 
 SPEC_SCHEMA = ServerSpec.model_json_schema(
     mode="validation", ref_template="#/components/schemas/{model}"
@@ -34,6 +39,13 @@ _SPEC_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ServerSpec"}}},
+    }
+}
+_PATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "JSON merge patch (RFC 7386) over the ServerSpec; null removes a field",
+        "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
 
@@ -47,15 +59,16 @@ class OriginGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            origin = headers.get(b"origin")
-            host = headers.get(b"host")
-            if not self.policy.origin_allowed(origin.decode("latin-1") if origin else None):
+            # Every copy of a header is checked: a repeated Origin or Host must not let the
+            # last (or first) one vouch for the others.
+            origins = [v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"]
+            hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+            if not all(self.policy.origin_allowed(origin) for origin in origins):
                 await ORJSONResponse(error_body(-32600, "origin not allowed"), status_code=403)(
                     scope, receive, send
                 )
                 return
-            if not self.policy.host_allowed(host.decode("latin-1") if host else None):
+            if not all(self.policy.host_allowed(host) for host in hosts):
                 await ORJSONResponse(error_body(-32600, "host not allowed"), status_code=403)(
                     scope, receive, send
                 )
@@ -71,6 +84,13 @@ async def _json_body(request: Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}", field="body") from None
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object", field="body")
+    return body
 
 
 def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
@@ -106,7 +126,7 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
 
     @api.post("/servers", status_code=201, tags=["servers"], openapi_extra=_SPEC_BODY)
     async def create_server(request: Request) -> dict[str, Any]:
-        return await manager.create_server(await _json_body(request))
+        return await manager.create_server(await _json_object(request))
 
     @api.get("/servers/{slug}", tags=["servers"])
     async def get_server(slug: str) -> dict[str, Any]:
@@ -114,15 +134,16 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
 
     @api.put("/servers/{slug}", tags=["servers"], openapi_extra=_SPEC_BODY)
     async def put_server(slug: str, request: Request, response: Response) -> dict[str, Any]:
-        view, created = await manager.put_server(_slug(slug), await _json_body(request))
+        view, created = await manager.put_server(_slug(slug), await _json_object(request))
         response.status_code = 201 if created else 200
         return view
 
-    @api.patch("/servers/{slug}", tags=["servers"])
-    async def patch_server(
-        slug: str, patch: Annotated[dict[str, Any], Body(description="JSON merge patch")]
-    ) -> dict[str, Any]:
-        return await manager.patch_server(_slug(slug), patch)
+    @api.patch("/servers/{slug}", tags=["servers"], openapi_extra=_PATCH_BODY)
+    async def patch_server(slug: str, request: Request) -> dict[str, Any]:
+        # Read like POST and PUT (not through FastAPI's body parsing), so a bad body gets the
+        # same answer on every route: 422 naming "body", 413 over the cap.
+        slug = _slug(slug)
+        return await manager.patch_server(slug, await _json_object(request))
 
     @api.delete("/servers/{slug}", status_code=204, tags=["servers"])
     async def delete_server(slug: str) -> Response:
@@ -153,6 +174,7 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
 
     @api.get("/servers/{slug}/logs", tags=["servers"], response_model=None)
     async def logs(
+        request: Request,
         slug: str,
         lines: Annotated[int, Query(ge=0, le=MAX_LOG_LINES)] = 100,
         follow: bool = False,
@@ -161,14 +183,16 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
         if not follow:
             return {"lines": [entry.to_dict() for entry in await manager.logs(slug, lines)]}
         await manager.logs(slug, 0)  # 404 now, not inside the stream
-        return StreamingResponse(_follow(manager, slug, lines), media_type="application/x-ndjson")
+        return StreamingResponse(
+            _follow(manager, request, slug, lines), media_type="application/x-ndjson"
+        )
 
     @api.post("/import", tags=["servers"])
     async def import_servers(request: Request) -> dict[str, Any]:
         body = await _json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("servers"), list):
             raise InvalidInput('expected {"servers": [spec, ...]}', field="servers")
-        specs = [parse_spec(item) for item in body["servers"]]
+        specs = [await _import_item(manager, n, item) for n, item in enumerate(body["servers"])]
         slugs = [spec.slug for spec in specs]
         if len(set(slugs)) != len(slugs):
             raise InvalidInput("the same slug appears twice", field="servers")
@@ -194,14 +218,36 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
     return OriginGuard(BodyLimit(app, settings.max_body_bytes), policy)
 
 
+async def _import_item(manager: AsyncManager, n: int, item: Any) -> ServerSpec:
+    """One spec of an import; errors name it (``servers.1.priority``). A masked secret in it
+    (an exported spec) keeps the stored one, as on PUT."""
+    old = None
+    slug = item.get("slug") if isinstance(item, dict) else None
+    if isinstance(slug, str) and re.match(SLUG_PATTERN, slug):
+        with contextlib.suppress(NotFound):
+            old = (await manager.store.get_server(slug)).spec
+    try:
+        return parse_spec(item, old=old)
+    except InvalidInput as exc:
+        field = f"servers.{n}.{exc.field}" if exc.field else f"servers.{n}"
+        raise InvalidInput(f"servers[{n}]: {exc.message}", field=field, data=exc.data) from None
+    except NotSupported as exc:
+        inner = exc.data.get("field") if isinstance(exc.data, dict) else None
+        field = f"servers.{n}.{inner}" if inner else f"servers.{n}"
+        raise NotSupported(f"servers[{n}]: {exc.message}", data={"field": field}) from None
+
+
 def _slug(slug: str) -> str:
     if len(slug) > 40 or not re.match(SLUG_PATTERN, slug):
         raise InvalidInput(f"{slug[:60]!r} is not a valid slug", field="slug")
     return slug
 
 
-async def _follow(manager: AsyncManager, slug: str, lines: int) -> AsyncIterator[bytes]:
-    """The last ``lines`` lines, then every new one, as NDJSON, until the client goes away."""
+async def _follow(
+    manager: AsyncManager, request: Request, slug: str, lines: int
+) -> AsyncIterator[bytes]:
+    """The last ``lines`` lines, then every new one, as NDJSON, until the client goes away or
+    the gateway shuts down (checked every :data:`FOLLOW_CHECK_SECONDS` on a quiet server)."""
     async with manager.follow_logs(slug) as subscription:
         # Subscribed before reading the tail, so no line falls between the two; a line in both
         # is recognised by its timestamp and sent once.
@@ -209,9 +255,15 @@ async def _follow(manager: AsyncManager, slug: str, lines: int) -> AsyncIterator
         for entry in await manager.logs(slug, lines):
             last = entry.ts
             yield orjson.dumps(entry.to_dict()) + b"\n"
-        async for event in subscription:
-            if event.data["at"] <= last:
+        while not manager.closing.is_set():
+            try:
+                event = await asyncio.wait_for(subscription.get(), FOLLOW_CHECK_SECONDS)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
                 continue
             data = event.data
+            if data["at"] <= last:
+                continue
             line = {"ts": data["at"], "instance": data["instance"], "line": data["line"]}
             yield orjson.dumps(line) + b"\n"

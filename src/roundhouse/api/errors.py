@@ -27,22 +27,39 @@ def error_body(code: int, message: str, field: str | None = None, **extra: Any) 
     return {"error": {"code": code, "message": message, "field": field, **extra}}
 
 
+def _field_of(exc: RoundhouseError) -> str | None:
+    if isinstance(exc, InvalidInput):
+        return exc.field
+    # NotSupported (an accepted name whose feature is not built yet) names its field in data.
+    if isinstance(exc.data, dict) and isinstance(exc.data.get("field"), str):
+        return str(exc.data["field"])
+    return None
+
+
+def _field_from_loc(error: dict[str, Any]) -> str:
+    """``("query", "lines")`` → ``lines``; ``("body", "instances")`` → ``instances``. A body
+    that is not JSON names the body (its loc carries a character offset, not a field)."""
+    if error.get("type") == "json_invalid":
+        return "body"
+    loc = list(error.get("loc", ()))
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    return ".".join(str(part) for part in loc) or "body"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RoundhouseError)
     async def _ours(request: Request, exc: RoundhouseError) -> ORJSONResponse:
-        field = exc.field if isinstance(exc, InvalidInput) else None
         extra = {"errors": exc.data} if isinstance(exc, InvalidInput) and exc.data else {}
         return ORJSONResponse(
-            error_body(exc.code, exc.message, field, **extra), status_code=exc.http_status
+            error_body(exc.code, exc.message, _field_of(exc), **extra),
+            status_code=exc.http_status,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
         errors = [
-            {
-                "field": ".".join(str(p) for p in error.get("loc", ()) if p != "body"),
-                "message": error.get("msg", "invalid"),
-            }
+            {"field": _field_from_loc(error), "message": error.get("msg", "invalid")}
             for error in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}

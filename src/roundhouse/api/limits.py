@@ -1,21 +1,11 @@
-"""Request body cap for the HTTP server: 413 before the body is read into memory."""
+"""Request body cap for the HTTP server: 413 before more than the cap is read into memory."""
 
 from __future__ import annotations
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from roundhouse.errors import RoundhouseError
-
-__all__ = ["BodyLimit", "BodyTooLarge"]
-
-
-class BodyTooLarge(RoundhouseError):
-    """Raised from ``receive`` when a chunked body grows past the cap; the error boundary
-    answers 413 (the app may already be inside its handlers when it happens)."""
-
-    code = -32600
-    http_status = 413
+__all__ = ["BodyLimit"]
 
 
 class BodyLimit:
@@ -39,32 +29,42 @@ class BodyLimit:
                 if too_big:
                     await _reject(send, 413, f"request body over {self.max_bytes} bytes")
                     return
+                # The server enforces the declared length; nothing more can arrive.
+                await self.app(scope, receive, send)
+                return
+        # No length declared (chunked): read the body here, up to the cap, and hand it on in
+        # one piece. Counting inside the app is not enough: a body parser that turns every
+        # error into its own 400 (FastAPI's) would hide the 413.
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(f"request body over {self.max_bytes} bytes")
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away before its body was complete
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
                 await _reject(send, 413, f"request body over {self.max_bytes} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: only http.disconnect is left
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 async def _reject(send: Send, status: int, message: str) -> None:
+    # No "Connection: close": uvicorn then drains the rest of the body (for at most its
+    # keep-alive timeout) before the connection is reused or closed, so a client that sends
+    # its whole body before reading still gets the 413 instead of a connection reset.
     body = orjson.dumps({"error": {"code": -32600, "message": message, "field": None}})
     await send(
         {
@@ -73,7 +73,6 @@ async def _reject(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
             ],
         }
     )

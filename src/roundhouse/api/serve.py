@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -70,6 +73,26 @@ def run_gateway(config_path: Path | None, overrides: dict[str, Any]) -> int:
     return 0
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore_repeat(sig: int, frame: FrameType | None) -> None:
+    """A stop signal during shutdown: the sequence is already bounded; let it finish."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling the manager the moment a shutdown signal arrives, so that open
+    streams (``logs -f``) end instead of holding the graceful shutdown up."""
+
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+
+
 async def serve(settings: Settings, servers: list[ServerSpec]) -> None:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -86,7 +109,7 @@ async def serve(settings: Settings, servers: list[ServerSpec]) -> None:
             server_header=False,
             timeout_graceful_shutdown=5,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config, on_exit=manager.closing.set)
         host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
         base = f"http://{host}:{port}"
         print(
@@ -95,4 +118,12 @@ async def serve(settings: Settings, servers: list[ServerSpec]) -> None:
             f"  data dir: {settings.data_dir}",
             flush=True,
         )
-        await server.serve(sockets=[sock])
+        # uvicorn re-raises the signal that stopped it to whatever handler was there before;
+        # make that a no-op, so the manager still stops every instance before we exit.
+        previous = {sig: signal.signal(sig, _ignore_repeat) for sig in _STOP_SIGNALS}
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("stopping every instance")

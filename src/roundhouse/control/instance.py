@@ -181,8 +181,10 @@ class InstanceWorker:
         try:
             while self._want is not _Want.REMOVE:
                 if self._parked():
-                    if self.record.state not in (S.STOPPED, S.FAILED):
-                        await self._transition(S.STOPPED, "stopped")
+                    # Asked to stop: failed becomes stopped too (a person cleared it). Failed
+                    # and not asked: stay failed, keeping the exit code and stderr tail.
+                    if self._want is _Want.STOP or self.record.state != S.FAILED:
+                        await self._settle_stopped("stopped")
                     if self._parked():
                         await self._wait_for_change()
                     continue
@@ -199,6 +201,14 @@ class InstanceWorker:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._release())
             self.stderr.close()
+
+    async def _settle_stopped(self, reason: str) -> None:
+        """Reach ``stopped`` by the legal path from wherever the instance is."""
+        state = self.record.state
+        if state in (S.STARTING, S.RUNNING, S.DEGRADED, S.UNHEALTHY):
+            await self._transition(S.STOPPING, reason)
+        await self._release()
+        await self._transition(S.STOPPED, reason)
 
     def _parked(self) -> bool:
         """Nothing to do until someone asks: stopped, or failed and not asked to restart."""
@@ -222,32 +232,40 @@ class InstanceWorker:
         record = self.record
         uptime = time.time() - (record.started_at or time.time())
         await self._release()
-        record.last_exit_code = exit_.code
+        if exit_.code is not None:
+            record.last_exit_code = exit_.code
         record.last_error = exit_.reason
         if self._want is not _Want.RUN:
+            await self._settle_stopped(f"{exit_.reason} while stopping")
             return
+        # Every unplanned exit is recorded the same way: into backoff, where what comes next
+        # is decided — another start after the delay, failed, or stopped.
         policy = spec.restart.policy
         clean = exit_.code == 0
         if policy == "never" or (policy == "on-failure" and clean):
+            await self._transition(S.BACKOFF, exit_.reason)
             await self._transition(S.STOPPED if clean else S.FAILED, exit_.reason)
             return
         if uptime >= spec.restart.reset_after:
             self._consecutive_restarts = 0
         self._fast_exits = self._fast_exits + 1 if uptime < spec.restart.fast_exit_seconds else 0
+        delay = min(
+            spec.restart.backoff_initial * 2**self._consecutive_restarts, spec.restart.backoff_max
+        )
         # A remote server that is down is not a crash loop of ours: it backs off, never fails.
         remote = isinstance(spec.transport, HttpTransport)
-        if not remote and self._fast_exits >= spec.restart.max_fast_exits:
+        crash_loop = not remote and self._fast_exits >= spec.restart.max_fast_exits
+        await self._transition(
+            S.BACKOFF, exit_.reason if crash_loop else f"{exit_.reason}; restarting in {delay:g}s"
+        )
+        if crash_loop:
             await self._transition(
                 S.FAILED,
                 f"crash loop: {self._fast_exits} exits within {spec.restart.fast_exit_seconds:g}s"
                 f" of start; last: {exit_.reason}",
             )
             return
-        delay = min(
-            spec.restart.backoff_initial * 2**self._consecutive_restarts, spec.restart.backoff_max
-        )
         self._consecutive_restarts += 1
-        await self._transition(S.BACKOFF, f"{exit_.reason}; restarting in {delay:g}s")
         deadline = time.monotonic() + delay
         while self._want is _Want.RUN and not self._restart_requested:
             remaining = deadline - time.monotonic()
@@ -257,7 +275,7 @@ class InstanceWorker:
         if self._want is _Want.RUN:
             record.restart_count += 1
         else:
-            await self._transition(S.STOPPED, "stopped during backoff")
+            await self._settle_stopped("stopped during backoff")
 
     async def _run_once(self) -> None:
         await self._transition(S.STARTING)

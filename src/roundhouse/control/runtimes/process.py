@@ -96,11 +96,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 async def kill_leftover(pid: int, start_ticks: int | None, *, grace: float = 1.0) -> bool:
-    """Stop a process group a previous run of the gateway left, if it is still that process.
+    """Stop a process group a previous run of the gateway left, if it is provably that group.
 
-    Returns True when something was found and killed.
+    The group is ours when its leader is the same process (pid and start time match), or when
+    the leader is gone but a group with its id lives on: Linux does not hand out a pid that is
+    still in use as a process group id, so such a group can only be the leader's, holding the
+    children it forked. Returns True when something was found and stopped.
     """
-    if start_ticks is None or process_start_ticks(pid) != start_ticks:
+    ticks = process_start_ticks(pid)
+    ours = ticks is not None and ticks == start_ticks
+    orphaned = ticks is None and group_alive(pid)
+    if not (ours or orphaned):
         return False
     log.warning("stopping process group %d left by a previous run", pid)
     _signal_group(pid, signal.SIGTERM)
