@@ -19,7 +19,7 @@ from typing import Any, Self
 import httpx
 from pydantic import ValidationError
 
-from roundhouse.control.instance import InstanceContext
+from roundhouse.control.launch import InstanceContext
 from roundhouse.control.reconciler import Reconciler
 from roundhouse.control.runtimes.ports import PortAllocator
 from roundhouse.control.runtimes.process import ProcessRuntime

@@ -12,82 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
-import httpx
-
-from roundhouse.control.runtimes.ports import PortAllocator
-from roundhouse.control.runtimes.process import (
-    ManagedProcess,
-    ProcessRuntime,
-    SpawnError,
-    StopTimeouts,
-)
+from roundhouse.control.launch import Ended, InstanceContext, Launch
+from roundhouse.control.runtimes.process import SpawnError
 from roundhouse.control.states import Health, InstanceState, check_transition
 from roundhouse.control.stderr import StderrSink
 from roundhouse.errors import RoundhouseError, UpstreamError
-from roundhouse.events import EventBus
-from roundhouse.protocol.eras import Handshake
-from roundhouse.spec import (
-    HttpTransport,
-    LocalHttpTransport,
-    ServerSpec,
-    StdioTransport,
-)
+from roundhouse.spec import HttpTransport, ServerSpec
 from roundhouse.store.records import InstanceRecord
 from roundhouse.upstream.base import Connection
-from roundhouse.upstream.handshake import handshake, ping
-from roundhouse.upstream.http import HttpConnection
-from roundhouse.upstream.stdio import StdioConnection
 
 __all__ = ["InstanceContext", "InstanceWorker"]
 
 log = logging.getLogger(__name__)
 
 S = InstanceState
-#: Environment variables of the gateway that never reach a server: they may hold the
-#: registry's credentials.
-_PRIVATE_ENV_PREFIX = "ROUNDHOUSE_"
-#: How often a local-http server's health path is polled while it starts.
-_HEALTH_POLL = 0.05
 
 
 class _Want(Enum):
     RUN = "run"
     STOP = "stop"
     REMOVE = "remove"
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceContext:
-    """What every worker of one supervisor shares."""
-
-    runtime: ProcessRuntime
-    ports: PortAllocator
-    bus: EventBus
-    http: httpx.AsyncClient
-    save: Callable[[InstanceRecord], Awaitable[None]]
-    logs_dir: Path
-    ring_lines: int
-    log_bytes: int
-    log_backups: int
-    boot_id: str
-    max_line_bytes: int = 16 << 20
-
-
-class _Exited(Exception):
-    """The instance ended without being asked to: crash, failed start, failed health."""
-
-    def __init__(self, reason: str, code: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
 
 
 class InstanceWorker:
@@ -98,9 +46,7 @@ class InstanceWorker:
         self._want = _Want.RUN
         self._restart_requested = False
         self._changed = asyncio.Event()
-        self.connection: Connection | None = None
-        self.handshake: Handshake | None = None
-        self.process: ManagedProcess | None = None
+        self.launch: Launch | None = None
         self.stderr = StderrSink(
             server=record.server,
             instance=record.id,
@@ -114,14 +60,16 @@ class InstanceWorker:
         self._consecutive_restarts = 0
         self.outstanding = 0
         self.task: asyncio.Task[None] | None = None
-        self._pump: asyncio.Future[None] | None = None
-        self._reader: asyncio.Future[None] | None = None
 
     # --- what the supervisor asks -------------------------------------------------------------
 
     @property
     def state(self) -> InstanceState:
         return self.record.state
+
+    @property
+    def connection(self) -> Connection | None:
+        return self.launch.connection if self.launch is not None else None
 
     @property
     def ready(self) -> bool:
@@ -194,7 +142,7 @@ class InstanceWorker:
                     self._consecutive_restarts = 0
                 try:
                     await self._run_once()
-                except _Exited as exit_:
+                except Ended as exit_:
                     await self._after_exit(exit_)
         finally:
             # Removal, or cancellation at shutdown: either way the process must end.
@@ -227,7 +175,7 @@ class InstanceWorker:
                 await asyncio.wait_for(self._changed.wait(), timeout)
         self._changed.clear()
 
-    async def _after_exit(self, exit_: _Exited) -> None:
+    async def _after_exit(self, exit_: Ended) -> None:
         spec = self.spec
         record = self.record
         uptime = time.time() - (record.started_at or time.time())
@@ -288,14 +236,14 @@ class InstanceWorker:
             if not start.done():
                 # Asked to stop (or restart) while starting: a hung start must not hold us.
                 start.cancel()
-                with contextlib.suppress(asyncio.CancelledError, _Exited):
+                with contextlib.suppress(asyncio.CancelledError, Ended):
                     await start
         if start.cancelled():
             await self._transition(S.STOPPING, "asked during start")
             await self._release()
             await self._transition(S.STOPPED, "stopped")
             return
-        cannot_start = start.result()  # raises _Exited for a start that failed
+        cannot_start = start.result()  # raises Ended for a start that failed
         if cannot_start is not None:
             await self._release()
             self.record.last_exit_code = None
@@ -308,101 +256,24 @@ class InstanceWorker:
 
     async def _start_or_exit(self) -> str | None:
         """Start the instance. None when ready; the reason when its command cannot be started
-        at all (that is final until someone changes or restarts it); raises :class:`_Exited`
+        at all (that is final until someone changes or restarts it); raises :class:`Ended`
         for a start that failed in a way a retry may fix."""
+        self.launch = launch = Launch(self.spec, self.record, self._ctx, self.stderr)
         try:
             async with asyncio.timeout(self.spec.timeouts.start):
-                await self._start()
+                await launch.start()
         except SpawnError as exc:
             return exc.message
         except TimeoutError as exc:
-            raise _Exited(f"not ready within {self.spec.timeouts.start:g}s") from exc
+            raise Ended(f"not ready within {self.spec.timeouts.start:g}s") from exc
         except UpstreamError as exc:
-            code = self.process.returncode if self.process is not None else None
-            raise _Exited(f"handshake failed: {exc.message}", code) from exc
+            code = launch.process.returncode if launch.process is not None else None
+            raise Ended(f"handshake failed: {exc.message}", code) from exc
         except OSError as exc:
-            raise _Exited(f"start failed: {exc.strerror or exc}") from exc
+            raise Ended(f"start failed: {exc.strerror or exc}") from exc
         except RoundhouseError as exc:  # e.g. no free port left in the range
-            raise _Exited(exc.message) from exc
+            raise Ended(exc.message) from exc
         return None
-
-    async def _start(self) -> None:
-        transport = self.spec.transport
-        record = self.record
-        if isinstance(transport, HttpTransport):
-            headers = dict(transport.headers)
-            headers.update(self._auth_headers())
-            connection: Connection = HttpConnection(
-                transport.url, headers=headers, client=self._ctx.http
-            )
-            record.endpoint = transport.url
-        else:
-            port: int | None = None
-            if isinstance(transport, LocalHttpTransport):
-                port = self._ctx.ports.allocate()
-                record.port = port
-            argv, env = _command(transport, port)
-            self.process = process = await self._ctx.runtime.spawn(argv, env=env, cwd=transport.cwd)
-            record.pid = record.pgid = process.pid
-            record.pid_start_ticks = process.start_ticks
-            record.owner = self._ctx.boot_id
-            await self._ctx.save(record)
-            self._pump = asyncio.ensure_future(self.stderr.pump(process.stderr))
-            if isinstance(transport, StdioTransport):
-                stdio = StdioConnection(
-                    process.stdout, process.stdin, max_line_bytes=self._ctx.max_line_bytes
-                )
-                self._reader = asyncio.ensure_future(stdio.run())
-                connection = stdio
-                record.endpoint = f"stdio://{process.pid}"
-            else:
-                assert port is not None
-                base = f"http://127.0.0.1:{port}"
-                await self._wait_for_health(base + transport.health_path, process)
-                connection = HttpConnection(base + transport.mcp_path, client=self._ctx.http)
-                record.endpoint = base + transport.mcp_path
-        self.connection = connection
-        self.handshake = await self._first_handshake(connection)
-
-    async def _first_handshake(self, connection: Connection) -> Handshake:
-        process = self.process
-        if process is None:
-            return await handshake(connection, timeout=self.spec.timeouts.start)
-        # Race the handshake against the process's exit: a server that dies at once should
-        # not make us wait for the start timeout.
-        shake = asyncio.ensure_future(handshake(connection, timeout=self.spec.timeouts.start))
-        exited = asyncio.ensure_future(process.wait())
-        try:
-            done, _ = await asyncio.wait({shake, exited}, return_when=asyncio.FIRST_COMPLETED)
-            if shake in done:
-                return shake.result()
-            raise _Exited(f"exited with code {exited.result()} during start", exited.result())
-        finally:
-            for task in (shake, exited):
-                if not task.done():
-                    task.cancel()
-
-    async def _wait_for_health(self, url: str, process: ManagedProcess) -> None:
-        while True:
-            if process.returncode is not None:
-                raise _Exited(
-                    f"exited with code {process.returncode} during start", process.returncode
-                )
-            try:
-                response = await self._ctx.http.get(url, timeout=self.spec.health.timeout)
-                if response.is_success:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(_HEALTH_POLL)
-
-    def _auth_headers(self) -> dict[str, str]:
-        auth = self.spec.auth
-        if auth.type == "bearer" and auth.token is not None:
-            return {"Authorization": f"Bearer {auth.token.get_secret_value()}"}
-        if auth.type == "api_key" and auth.key is not None:
-            return {auth.header: auth.key.get_secret_value()}
-        return {}
 
     async def _watch(self) -> None:
         """While running: wait for an exit, a request, or a health verdict."""
@@ -410,8 +281,9 @@ class InstanceWorker:
             asyncio.ensure_future(self._health_loop()): "health",
             asyncio.ensure_future(self._changed_to_stop()): "asked",
         }
-        if self.process is not None:
-            waiters[asyncio.ensure_future(self.process.wait())] = "exit"
+        process = self.launch.process if self.launch is not None else None
+        if process is not None:
+            waiters[asyncio.ensure_future(process.wait())] = "exit"
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -422,9 +294,9 @@ class InstanceWorker:
         why = waiters[finished]
         if why == "exit":
             code = finished.result()
-            raise _Exited(f"exited with code {code}", code)
+            raise Ended(f"exited with code {code}", code)
         if why == "health":
-            raise _Exited(finished.result())
+            raise Ended(finished.result())
         await self._transition(S.STOPPING, "restart" if self._restart_requested else "asked")
         await self._release()
         await self._transition(S.STOPPED, "stopped")
@@ -438,9 +310,10 @@ class InstanceWorker:
         failures = 0
         while True:
             await asyncio.sleep(health.interval)
-            error = await self._check_once()
+            error, took = await self._check_once()
             self.record.last_health_check = time.time()
             if error is None:
+                self.record.last_response_time = took
                 failures = 0
                 slow = (self.record.last_response_time or 0) > health.timeout / 2
                 self.record.health = Health.DEGRADED if slow else Health.HEALTHY
@@ -453,79 +326,27 @@ class InstanceWorker:
                     return f"{failures} failed health checks; last: {error}"
             await self._ctx.save(self.record)
 
-    async def _check_once(self) -> str | None:
-        connection, shake = self.connection, self.handshake
-        if connection is None or shake is None:
-            return "no connection"
-        transport = self.spec.transport
-        try:
-            if isinstance(transport, LocalHttpTransport) and self.record.port is not None:
-                url = f"http://127.0.0.1:{self.record.port}{transport.health_path}"
-                response = await self._ctx.http.get(url, timeout=self.spec.health.timeout)
-                if not response.is_success:
-                    return f"health path answered {response.status_code}"
-            self.record.last_response_time = await ping(
-                connection, shake, timeout=self.spec.health.timeout
-            )
-        except (UpstreamError, httpx.HTTPError, TimeoutError) as exc:
-            return f"health check failed: {_describe(exc)}"
-        return None
+    async def _check_once(self) -> tuple[str | None, float | None]:
+        if self.launch is None:
+            return "not started", None
+        return await self.launch.check()
 
     async def _release(self) -> None:
-        """Close the connection, stop the process, free the port. Idempotent and bounded."""
-        connection, self.connection = self.connection, None
-        self.handshake = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.aclose(), 2.0)
-        process, self.process = self.process, None
-        if process is not None:
-            code = await process.stop(StopTimeouts(term=self.spec.timeouts.stop))
-            self.record.last_exit_code = code
-            pump, self._pump = self._pump, None
-            if pump is not None:
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(pump, 1.0)
-        reader, self._reader = self._reader, None
-        if reader is not None and not reader.done():
-            reader.cancel()
-        if self.record.port is not None:
-            self._ctx.ports.release(self.record.port)
-            self.record.port = None
+        """End the current run, if any: connection, process, port. Idempotent and bounded."""
+        launch, self.launch = self.launch, None
+        if launch is not None:
+            code = await launch.close()
+            if launch.process is not None:
+                self.record.last_exit_code = code
 
     # --- calls over the supervisor's connection -----------------------------------------------
 
     async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        connection, shake = self.connection, self.handshake
-        if connection is None or shake is None:
+        launch = self.launch
+        if launch is None:
             raise UpstreamError(f"instance {self.record.id} is not running")
         self.outstanding += 1
         try:
-            return await connection.request(
-                method, shake.stamp(params), timeout=self.spec.timeouts.call
-            )
+            return await launch.request(method, params)
         finally:
             self.outstanding -= 1
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, RoundhouseError):
-        return exc.message
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return type(exc).__name__
-
-
-def _command(
-    transport: StdioTransport | LocalHttpTransport, port: int | None
-) -> tuple[list[str], dict[str, str]]:
-    """argv and environment for a spawn: the gateway's environment minus its own settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIX)}
-    argv = [transport.command, *transport.args]
-    extra = dict(transport.env)
-    if port is not None:
-        argv = [part.replace("{port}", str(port)) for part in argv]
-        extra = {k: v.replace("{port}", str(port)) for k, v in extra.items()}
-        env["PORT"] = str(port)
-    env.update(extra)
-    return argv, env

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from roundhouse.control.instance import InstanceContext, InstanceWorker
+from roundhouse.control.instance import InstanceWorker
+from roundhouse.control.launch import InstanceContext
 from roundhouse.control.stderr import LogLine
 from roundhouse.errors import NotFound, UpstreamError
 from roundhouse.spec import ServerSpec

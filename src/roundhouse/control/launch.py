@@ -1,0 +1,234 @@
+"""One start of an instance: the process (if any), its MCP connection and what it holds.
+
+A :class:`Launch` is created for every start attempt and closed when that run ends, however it
+ends; the worker in ``instance.py`` decides what the end means for the state machine. Keeping a
+start's resources in one object makes the release one idempotent call, whatever step the start
+got to before it failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roundhouse.control.runtimes.ports import PortAllocator
+from roundhouse.control.runtimes.process import ManagedProcess, ProcessRuntime, StopTimeouts
+from roundhouse.control.stderr import StderrSink
+from roundhouse.errors import RoundhouseError, UpstreamError
+from roundhouse.events import EventBus
+from roundhouse.protocol.eras import Handshake
+from roundhouse.spec import HttpTransport, LocalHttpTransport, ServerSpec, StdioTransport
+from roundhouse.store.records import InstanceRecord
+from roundhouse.upstream.base import Connection
+from roundhouse.upstream.handshake import handshake, ping
+from roundhouse.upstream.http import HttpConnection
+from roundhouse.upstream.stdio import StdioConnection
+
+__all__ = ["Ended", "InstanceContext", "Launch", "describe"]
+
+#: Environment variables of the gateway that never reach a server: they may hold the
+#: registry's credentials.
+PRIVATE_ENV_PREFIX = "ROUNDHOUSE_"
+#: How often a local-http server's health path is polled while it starts.
+HEALTH_POLL_SECONDS = 0.05
+#: How long closing the MCP connection may take before the process is stopped anyway.
+CONNECTION_CLOSE_TIMEOUT = 2.0
+#: How long the stderr reader gets to drain what the process wrote before it ended.
+STDERR_DRAIN_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceContext:
+    """What every instance of one supervisor shares."""
+
+    runtime: ProcessRuntime
+    ports: PortAllocator
+    bus: EventBus
+    http: httpx.AsyncClient
+    save: Callable[[InstanceRecord], Awaitable[None]]
+    logs_dir: Path
+    ring_lines: int
+    log_bytes: int
+    log_backups: int
+    boot_id: str
+    max_line_bytes: int = 16 << 20
+
+
+class Ended(Exception):
+    """The instance ended without being asked to: crash, failed start, failed health."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class Launch:
+    """The resources of one run of an instance, from spawn (or connect) to close."""
+
+    def __init__(
+        self, spec: ServerSpec, record: InstanceRecord, ctx: InstanceContext, stderr: StderrSink
+    ) -> None:
+        self.spec = spec
+        self.record = record
+        self._ctx = ctx
+        self._stderr = stderr
+        self.process: ManagedProcess | None = None
+        self.connection: Connection | None = None
+        self.handshake: Handshake | None = None
+        self.port: int | None = None
+        self._tasks: list[asyncio.Future[None]] = []
+        self._closed = False
+
+    async def start(self) -> None:
+        """Spawn or connect, wait for readiness, shake hands. Raises :class:`Ended` when the
+        process ends during the start, SpawnError when it cannot be spawned at all."""
+        transport = self.spec.transport
+        record = self.record
+        if isinstance(transport, HttpTransport):
+            headers = {**transport.headers, **self._auth_headers()}
+            self.connection = HttpConnection(transport.url, headers=headers, client=self._ctx.http)
+            record.endpoint = transport.url
+        else:
+            if isinstance(transport, LocalHttpTransport):
+                self.port = record.port = self._ctx.ports.allocate()
+            argv, env = command_line(transport, self.port)
+            self.process = process = await self._ctx.runtime.spawn(argv, env=env, cwd=transport.cwd)
+            record.pid = record.pgid = process.pid
+            record.pid_start_ticks = process.start_ticks
+            record.owner = self._ctx.boot_id
+            await self._ctx.save(record)
+            self._tasks.append(asyncio.ensure_future(self._stderr.pump(process.stderr)))
+            if isinstance(transport, StdioTransport):
+                stdio = StdioConnection(
+                    process.stdout, process.stdin, max_line_bytes=self._ctx.max_line_bytes
+                )
+                self._tasks.append(asyncio.ensure_future(stdio.run()))
+                self.connection = stdio
+                record.endpoint = f"stdio://{process.pid}"
+            else:
+                base = f"http://127.0.0.1:{self.port}"
+                await self._wait_for_health(base + transport.health_path, process)
+                self.connection = HttpConnection(base + transport.mcp_path, client=self._ctx.http)
+                record.endpoint = base + transport.mcp_path
+        self.handshake = await self._first_handshake(self.connection)
+
+    async def _first_handshake(self, connection: Connection) -> Handshake:
+        timeout = self.spec.timeouts.start
+        process = self.process
+        if process is None:
+            return await handshake(connection, timeout=timeout)
+        # Race the handshake against the process's exit: a server that dies at once must not
+        # make us wait for the start timeout.
+        shake = asyncio.ensure_future(handshake(connection, timeout=timeout))
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            done, _ = await asyncio.wait({shake, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if shake in done:
+                return shake.result()
+            raise Ended(f"exited with code {exited.result()} during start", exited.result())
+        finally:
+            for task in (shake, exited):
+                if not task.done():
+                    task.cancel()
+
+    async def _wait_for_health(self, url: str, process: ManagedProcess) -> None:
+        while True:
+            if process.returncode is not None:
+                code = process.returncode
+                raise Ended(f"exited with code {code} during start", code)
+            try:
+                response = await self._ctx.http.get(url, timeout=self.spec.health.timeout)
+                if response.is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(HEALTH_POLL_SECONDS)
+
+    def _auth_headers(self) -> dict[str, str]:
+        auth = self.spec.auth
+        if auth.type == "bearer" and auth.token is not None:
+            return {"Authorization": f"Bearer {auth.token.get_secret_value()}"}
+        if auth.type == "api_key" and auth.key is not None:
+            return {auth.header: auth.key.get_secret_value()}
+        return {}
+
+    async def check(self) -> tuple[str | None, float | None]:
+        """One health check: (None, seconds the MCP probe took) or (what failed, None)."""
+        connection, shake = self.connection, self.handshake
+        if connection is None or shake is None:
+            return "no connection", None
+        transport = self.spec.transport
+        timeout = self.spec.health.timeout
+        try:
+            if isinstance(transport, LocalHttpTransport) and self.port is not None:
+                url = f"http://127.0.0.1:{self.port}{transport.health_path}"
+                response = await self._ctx.http.get(url, timeout=timeout)
+                if not response.is_success:
+                    return f"health path answered {response.status_code}", None
+            return None, await ping(connection, shake, timeout=timeout)
+        except (UpstreamError, httpx.HTTPError, TimeoutError) as exc:
+            return f"health check failed: {describe(exc)}", None
+
+    async def request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        connection, shake = self.connection, self.handshake
+        if connection is None or shake is None:
+            raise UpstreamError(f"instance {self.record.id} is not ready")
+        return await connection.request(
+            method, shake.stamp(params), timeout=self.spec.timeouts.call
+        )
+
+    async def close(self) -> int | None:
+        """Close the connection, stop the process, free the port; the exit code, if a process
+        ran. Idempotent and bounded by the spec's stop timeout."""
+        if self._closed:
+            return self.process.returncode if self.process is not None else None
+        self._closed = True
+        connection, self.connection = self.connection, None
+        self.handshake = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.aclose(), CONNECTION_CLOSE_TIMEOUT)
+        code: int | None = None
+        if self.process is not None:
+            code = await self.process.stop(StopTimeouts(term=self.spec.timeouts.stop))
+        for task in self._tasks:
+            if not task.done():
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, STDERR_DRAIN_TIMEOUT)
+        if self.port is not None:
+            self._ctx.ports.release(self.port)
+            self.port = self.record.port = None
+        return code
+
+
+def describe(exc: BaseException) -> str:
+    """An error as a short reason for a person; never a traceback, never a secret."""
+    if isinstance(exc, RoundhouseError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return type(exc).__name__
+
+
+def command_line(
+    transport: StdioTransport | LocalHttpTransport, port: int | None
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment for a spawn: the gateway's environment minus its own settings,
+    the spec's env on top, ``{port}`` filled in for local-http servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PRIVATE_ENV_PREFIX)}
+    argv = [transport.command, *transport.args]
+    extra = dict(transport.env)
+    if port is not None:
+        argv = [part.replace("{port}", str(port)) for part in argv]
+        extra = {k: v.replace("{port}", str(port)) for k, v in extra.items()}
+        env["PORT"] = str(port)
+    env.update(extra)
+    return argv, env
