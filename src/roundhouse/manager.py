@@ -44,7 +44,7 @@ MAX_LOG_LINES = 10_000
 def parse_spec(data: Any, *, slug: str | None = None, old: ServerSpec | None = None) -> ServerSpec:
     """Validate a spec from the outside world; errors name the field."""
     if not isinstance(data, dict):
-        raise InvalidInput("a server spec must be a JSON object")
+        raise InvalidInput("a server spec must be a JSON object", field="body")
     data = dict(data)
     if slug is not None:
         if "slug" in data and data["slug"] != slug:
@@ -57,19 +57,28 @@ def parse_spec(data: Any, *, slug: str | None = None, old: ServerSpec | None = N
     try:
         spec = ServerSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInput(f"{field}: {first['msg']}", field=field, data=_errors(exc)) from None
+        errors = _errors(exc)
+        field = errors[0]["field"] or "body"
+        raise InvalidInput(f"{field}: {errors[0]['message']}", field=field, data=errors) from None
     check_supported(spec)
     return spec
 
 
+_TRANSPORT_TAGS = frozenset({"stdio", "http", "local-http"})
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location as the user wrote it: ``transport.stdio.args`` names the union
+    member pydantic tried, which the user never typed; it reads ``transport.args``."""
+    parts = [str(part) for part in loc]
+    if len(parts) >= 2 and parts[0] == "transport" and parts[1] in _TRANSPORT_TAGS:
+        del parts[1]
+    return ".".join(parts)
+
+
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     # Never echo the input back: it may hold a secret.
-    return [
-        {"field": ".".join(str(p) for p in error["loc"]), "message": error["msg"]}
-        for error in exc.errors()
-    ]
+    return [{"field": _field(error["loc"]), "message": error["msg"]} for error in exc.errors()]
 
 
 class AsyncManager:
@@ -227,7 +236,7 @@ class AsyncManager:
 
     async def patch_server(self, slug: str, patch: Any) -> dict[str, Any]:
         if not isinstance(patch, dict):
-            raise InvalidInput("a patch must be a JSON object")
+            raise InvalidInput("a patch must be a JSON object", field="body")
         old = (await self.store.get_server(slug)).spec
         merged = _merge(spec_to_storage(old), patch)
         spec = parse_spec(merged, slug=slug, old=old)

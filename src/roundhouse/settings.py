@@ -7,7 +7,7 @@ section, defaults. The config file itself is read by :mod:`roundhouse.config`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, field_validator, model_validator
@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     #: Origins allowed to call the HTTP endpoints from a browser besides the gateway's own.
     allowed_origins: Annotated[list[str], NoDecode] = []
     log_level: str = "info"
+    #: Between a server's slug and a tool or prompt name on the aggregate endpoint (``/mcp``).
+    namespace_separator: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,4}$")] = "__"
+    #: What the aggregate endpoint does when two servers offer the same name: ``prefix`` (every
+    #: name carries its slug), ``priority`` (plain names; the higher priority keeps the plain name,
+    #: the others are prefixed), ``error`` (plain names; a clashing name is left out and reported).
+    collision_policy: Literal["prefix", "priority", "error"] = "prefix"
+    #: Longest name offered to clients; longer ones end in a stable hash instead.
+    max_name_length: Annotated[int, Field(ge=16, le=128)] = 64
 
     @field_validator("port_range", mode="before")
     @classmethod

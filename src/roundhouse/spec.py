@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from roundhouse.errors import NotSupported
+from roundhouse.errors import InvalidInput, NotSupported
 
 __all__ = [
     "MASK",
@@ -37,6 +37,7 @@ __all__ = [
     "ServerSpec",
     "StdioTransport",
     "TimeoutsSpec",
+    "ToolsSpec",
     "Transport",
     "check_supported",
     "keep_masked_secrets",
@@ -202,6 +203,22 @@ class HealthSpec(_Model):
     failures_before_restart: Annotated[int, Field(ge=1, le=100)] = 3
 
 
+_ToolName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*?\[\]-]+$")]
+
+
+class ToolsSpec(_Model):
+    """Which of the server's tools the gateway offers, and under which names.
+
+    ``allow`` and ``deny`` hold names or shell-style patterns (``get_*``); a tool is offered when
+    it matches ``allow`` (or ``allow`` is unset) and matches nothing in ``deny``. ``rename`` maps
+    the server's name to the one clients see (before namespacing on the aggregate endpoint).
+    """
+
+    allow: Annotated[list[_ToolName], Field(max_length=1000)] | None = None
+    deny: Annotated[list[_ToolName], Field(max_length=1000)] = []
+    rename: Annotated[dict[str, _ToolName], Field(max_length=1000)] = {}
+
+
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 SpawnPolicy = Literal["shared", "per-session", "per-principal", "per-call"]
 
@@ -218,6 +235,7 @@ class ServerSpec(_Model):
     timeouts: TimeoutsSpec = TimeoutsSpec()
     restart: RestartSpec = RestartSpec()
     health: HealthSpec = HealthSpec()
+    tools: ToolsSpec = ToolsSpec()
     enabled: bool = True
 
     @field_validator("transport", mode="before")
@@ -283,13 +301,22 @@ def keep_masked_secrets(new: dict[str, Any], old: ServerSpec | None) -> dict[str
                 auth[secret] = stored["auth"].get(secret)
     transport = new.get("transport")
     old_transport = stored["transport"]
-    if isinstance(transport, dict) and transport.get("type", "stdio") == old_transport["type"]:
+    if isinstance(transport, dict):
         for mapping in ("env", "headers"):
             values = transport.get(mapping)
-            if isinstance(values, dict):
-                for name, value in values.items():
-                    if value == MASK and name in old_transport.get(mapping, {}):
-                        values[name] = old_transport[mapping][name]
+            if not isinstance(values, dict):
+                continue
+            for name, value in values.items():
+                if value != MASK:
+                    continue
+                if name not in old_transport.get(mapping, {}):
+                    # A mask with nothing behind it: storing it would store the mask itself.
+                    raise InvalidInput(
+                        f"transport.{mapping}.{name} is masked but no stored value stands behind"
+                        " it; send the value itself",
+                        field=f"transport.{mapping}.{name}",
+                    )
+                values[name] = old_transport[mapping][name]
     return new
 
 

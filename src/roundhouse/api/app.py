@@ -16,11 +16,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roundhouse import __version__
-from roundhouse.api.errors import error_body, install_error_handlers
+from roundhouse.api.errors import FastJSONResponse, error_body, install_error_handlers
 from roundhouse.api.limits import BodyLimit
 from roundhouse.errors import InvalidInput, NotFound, NotSupported
 from roundhouse.manager import MAX_LOG_LINES, AsyncManager, parse_spec
@@ -64,12 +64,12 @@ class OriginGuard:
             origins = [v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"]
             hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
             if not all(self.policy.origin_allowed(origin) for origin in origins):
-                await ORJSONResponse(error_body(-32600, "origin not allowed"), status_code=403)(
+                await FastJSONResponse(error_body(-32600, "origin not allowed"), status_code=403)(
                     scope, receive, send
                 )
                 return
             if not all(self.policy.host_allowed(host) for host in hosts):
-                await ORJSONResponse(error_body(-32600, "host not allowed"), status_code=403)(
+                await FastJSONResponse(error_body(-32600, "host not allowed"), status_code=403)(
                     scope, receive, send
                 )
                 return
@@ -99,7 +99,7 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
         title="Roundhouse",
         version=__version__,
         summary="Gateway and manager for MCP servers",
-        default_response_class=ORJSONResponse,
+        default_response_class=FastJSONResponse,
         docs_url="/docs",
         redoc_url=None,
     )

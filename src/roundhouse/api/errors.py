@@ -11,16 +11,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 
 from roundhouse.errors import InvalidInput, RoundhouseError
 
-__all__ = ["error_body", "install_error_handlers"]
+__all__ = ["FastJSONResponse", "error_body", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by orjson (FastAPI's own orjson response class is deprecated)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def error_body(code: int, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -49,21 +57,21 @@ def _field_from_loc(error: dict[str, Any]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RoundhouseError)
-    async def _ours(request: Request, exc: RoundhouseError) -> ORJSONResponse:
+    async def _ours(request: Request, exc: RoundhouseError) -> FastJSONResponse:
         extra = {"errors": exc.data} if isinstance(exc, InvalidInput) and exc.data else {}
-        return ORJSONResponse(
+        return FastJSONResponse(
             error_body(exc.code, exc.message, _field_of(exc), **extra),
             status_code=exc.http_status,
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> FastJSONResponse:
         errors = [
             {"field": _field_from_loc(error), "message": error.get("msg", "invalid")}
             for error in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        return ORJSONResponse(
+        return FastJSONResponse(
             error_body(
                 InvalidInput.code,
                 f"{first['field'] or 'body'}: {first['message']}",
@@ -74,12 +82,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> ORJSONResponse:
-        return ORJSONResponse(
+    async def _http(request: Request, exc: HTTPException) -> FastJSONResponse:
+        return FastJSONResponse(
             error_body(-32600, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return ORJSONResponse(error_body(-32603, "internal error"), status_code=500)
+        return FastJSONResponse(error_body(-32603, "internal error"), status_code=500)

@@ -95,9 +95,14 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings, servers: list[ServerSpec]) -> None:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio disables Nagle only on sockets whose proto says TCP,
+    # and with Nagle on, every keep-alive request waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
+    # Listening before the URL is printed: a client that reads it may connect at once (the
+    # connection waits in the backlog until uvicorn accepts).
+    sock.listen(2048)
     port = sock.getsockname()[1]
     async with AsyncManager(settings, servers=servers) as manager:
         app = create_app(manager, port=port)
