@@ -28,6 +28,8 @@ from roundhouse.control.stderr import LogLine
 from roundhouse.control.supervisor import Supervisor
 from roundhouse.errors import InvalidInput, NotFound, RoundhouseError
 from roundhouse.events import EventBus, Subscription
+from roundhouse.gateway.service import Gateway
+from roundhouse.protocol.jsonrpc import Message
 from roundhouse.settings import Settings
 from roundhouse.spec import ServerSpec, check_supported, keep_masked_secrets, spec_to_storage
 from roundhouse.store.records import InstanceRecord, ServerRecord
@@ -122,8 +124,12 @@ class AsyncManager:
                 log_bytes=settings.stderr_log_bytes,
                 log_backups=settings.stderr_log_backups,
                 boot_id=self.boot_id,
+                on_message=self._on_upstream_message,
             )
             self.supervisor = await self._stack.enter_async_context(Supervisor.running(ctx))
+            self.gateway = Gateway(self.supervisor, self.bus, settings)
+            await self.gateway.start()
+            self._stack.push_async_callback(self.gateway.close)
             self.reconciler = Reconciler(self.store, self.supervisor, self.boot_id)
             left = await self.reconciler.recover()
             if left:
@@ -145,6 +151,11 @@ class AsyncManager:
     ) -> None:
         self.closing.set()
         await self._stack.aclose()
+
+    def _on_upstream_message(self, slug: str, instance: str, message: Message) -> None:
+        gateway = getattr(self, "gateway", None)
+        if gateway is not None:
+            gateway.relay.upstream_message(slug, instance, message)
 
     async def _save_instance(self, record: InstanceRecord) -> None:
         try:

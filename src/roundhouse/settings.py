@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     port_range: Annotated[tuple[int, int], NoDecode] = (8100, 8200)
     #: Request bodies above this get 413 from the management API.
     max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 1 << 20
+    #: Request bodies above this get 413 on the MCP endpoints (tool arguments can be large).
+    max_mcp_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16 << 20
     #: Lines of stderr kept in memory per instance, and the size of its log file before rotation.
     stderr_ring_lines: Annotated[int, Field(ge=10, le=100_000)] = 1000
     stderr_log_bytes: Annotated[int, Field(ge=4096, le=1 << 30)] = 5 << 20

@@ -62,6 +62,8 @@ async def test_a_server_that_exits_at_once_backs_off_to_failed_using_little_cpu(
     await manager.create_server(stdio_spec("crashy", "misbehaving_server.py", "--exit-now", "7"))
     # Default backoff: 1 + 2 + 4 + 8 s between the five fast exits.
     await wait_state(manager, "crashy", "failed", timeout=25)
+    # The state is set before the event is published: wait for the event too.
+    await eventually(lambda: recorder.saw("backoff", "failed"), what="backoff -> failed")
     elapsed = time.monotonic() - started
     cpu = gateway.cpu_percent()
     assert elapsed >= 15 - 0.5, "the backoff delays were not honoured"
@@ -79,7 +81,7 @@ async def test_a_server_that_exits_at_once_backs_off_to_failed_using_little_cpu(
     ]
     assert len(reasons) == 5
     assert [r.rsplit("restarting in ", 1)[1] for r in reasons[:4]] == ["1s", "2s", "4s", "8s"]
-    assert recorder.transitions()[-1] == ("backoff", "failed")
+    assert recorder.transitions()[-1] == ("backoff", "failed")  # nothing after failed
 
 
 async def test_restart_by_a_person_clears_failed(manager: AsyncManager, tmp_path: Path):

@@ -23,6 +23,7 @@ from roundhouse import __version__
 from roundhouse.api.errors import FastJSONResponse, error_body, install_error_handlers
 from roundhouse.api.limits import BodyLimit
 from roundhouse.errors import InvalidInput, NotFound, NotSupported
+from roundhouse.gateway.frontends.http import McpHttpApp, is_mcp_path
 from roundhouse.manager import MAX_LOG_LINES, AsyncManager, parse_spec
 from roundhouse.security.origin import OriginPolicy
 from roundhouse.spec import SLUG_PATTERN, ServerSpec
@@ -215,7 +216,17 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
         port=settings.port if port is None else port,
         allowed_origins=settings.allowed_origins,
     )
-    return OriginGuard(BodyLimit(app, settings.max_body_bytes), policy)
+    management = OriginGuard(BodyLimit(app, settings.max_body_bytes), policy)
+    mcp = McpHttpApp(manager.gateway, policy, max_body_bytes=settings.max_mcp_body_bytes)
+
+    async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
+        # MCP traffic goes straight to its lean frontend; everything else to the REST API.
+        if scope["type"] == "http" and is_mcp_path(scope["path"]):
+            await mcp(scope, receive, send)
+        else:
+            await management(scope, receive, send)
+
+    return gateway_app
 
 
 async def _import_item(manager: AsyncManager, n: int, item: Any) -> ServerSpec:

@@ -21,7 +21,8 @@ from roundhouse.control.runtimes.process import SpawnError
 from roundhouse.control.states import Health, InstanceState, check_transition
 from roundhouse.control.stderr import StderrSink
 from roundhouse.errors import RoundhouseError, UpstreamError
-from roundhouse.spec import HttpTransport, ServerSpec
+from roundhouse.protocol.eras import Handshake
+from roundhouse.spec import HttpTransport, ServerSpec, ToolsSpec
 from roundhouse.store.records import InstanceRecord
 from roundhouse.upstream.base import Connection
 
@@ -71,6 +72,36 @@ class InstanceWorker:
     def connection(self) -> Connection | None:
         return self.launch.connection if self.launch is not None else None
 
+    # What the data plane reads (``gateway.upstreams.Instance``).
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def slug(self) -> str:
+        return self.record.server
+
+    @property
+    def handshake(self) -> Handshake | None:
+        return self.launch.handshake if self.launch is not None else None
+
+    @property
+    def call_timeout(self) -> float:
+        return self.spec.timeouts.call
+
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+    @property
+    def tools_spec(self) -> ToolsSpec:
+        return self.spec.tools
+
+    @property
+    def degraded(self) -> bool:
+        return self.record.state != S.RUNNING
+
     @property
     def ready(self) -> bool:
         return self.connection is not None and self.record.state in (S.RUNNING, S.DEGRADED)
@@ -113,7 +144,8 @@ class InstanceWorker:
             self.record.stderr_tail = [entry.line for entry in self.stderr.tail(50)]
         if new == S.FAILED and reason:
             self.record.last_error = reason
-        await self._ctx.save(self.record)
+        # Published the moment the state changes (before the write, which awaits), so no one
+        # can see the new state without its event having been sent.
         self._ctx.bus.publish(
             "instance.state",
             server=self.record.server,
@@ -123,6 +155,7 @@ class InstanceWorker:
             reason=reason,
         )
         log.info("%s: %s -> %s %s", self.record.id, old.value, new.value, reason)
+        await self._ctx.save(self.record)
 
     async def run(self) -> None:
         """The worker's whole life: start, watch, restart with backoff, stop when asked."""

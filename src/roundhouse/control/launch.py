@@ -24,6 +24,7 @@ from roundhouse.control.stderr import StderrSink
 from roundhouse.errors import RoundhouseError, UpstreamError
 from roundhouse.events import EventBus
 from roundhouse.protocol.eras import Handshake
+from roundhouse.protocol.jsonrpc import Message
 from roundhouse.spec import HttpTransport, LocalHttpTransport, ServerSpec, StdioTransport
 from roundhouse.store.records import InstanceRecord
 from roundhouse.upstream.base import Connection
@@ -59,6 +60,18 @@ class InstanceContext:
     log_backups: int
     boot_id: str
     max_line_bytes: int = 16 << 20
+    #: Where messages an upstream sends on its own go (notifications, server-to-client
+    #: requests): ``(slug, instance id, message)``. The data plane installs it.
+    on_message: Callable[[str, str, Message], None] | None = None
+
+
+#: What the gateway declares to every upstream: it can relay these to a client that has them
+#: (servers register some tools only when they see the capability).
+GATEWAY_CLIENT_CAPABILITIES: dict[str, Any] = {
+    "sampling": {},
+    "elicitation": {},
+    "roots": {"listChanged": True},
+}
 
 
 class Ended(Exception):
@@ -94,7 +107,9 @@ class Launch:
         record = self.record
         if isinstance(transport, HttpTransport):
             headers = {**transport.headers, **self._auth_headers()}
-            self.connection = HttpConnection(transport.url, headers=headers, client=self._ctx.http)
+            self.connection = HttpConnection(
+                transport.url, headers=headers, client=self._ctx.http, on_message=self._relay()
+            )
             record.endpoint = transport.url
         else:
             if isinstance(transport, LocalHttpTransport):
@@ -108,7 +123,11 @@ class Launch:
             self._tasks.append(asyncio.ensure_future(self._stderr.pump(process.stderr)))
             if isinstance(transport, StdioTransport):
                 stdio = StdioConnection(
-                    process.stdout, process.stdin, max_line_bytes=self._ctx.max_line_bytes
+                    process.stdout,
+                    process.stdin,
+                    max_line_bytes=self._ctx.max_line_bytes,
+                    on_message=self._relay(),
+                    name=record.id,
                 )
                 self._tasks.append(asyncio.ensure_future(stdio.run()))
                 self.connection = stdio
@@ -116,18 +135,28 @@ class Launch:
             else:
                 base = f"http://127.0.0.1:{self.port}"
                 await self._wait_for_health(base + transport.health_path, process)
-                self.connection = HttpConnection(base + transport.mcp_path, client=self._ctx.http)
+                self.connection = HttpConnection(
+                    base + transport.mcp_path, client=self._ctx.http, on_message=self._relay()
+                )
                 record.endpoint = base + transport.mcp_path
         self.handshake = await self._first_handshake(self.connection)
+
+    def _relay(self) -> Callable[[Message], None] | None:
+        on_message = self._ctx.on_message
+        if on_message is None:
+            return None
+        slug, instance = self.record.server, self.record.id
+        return lambda message: on_message(slug, instance, message)
 
     async def _first_handshake(self, connection: Connection) -> Handshake:
         timeout = self.spec.timeouts.start
         process = self.process
+        shaking = handshake(connection, timeout=timeout, capabilities=GATEWAY_CLIENT_CAPABILITIES)
         if process is None:
-            return await handshake(connection, timeout=timeout)
+            return await shaking
         # Race the handshake against the process's exit: a server that dies at once must not
         # make us wait for the start timeout.
-        shake = asyncio.ensure_future(handshake(connection, timeout=timeout))
+        shake = asyncio.ensure_future(shaking)
         exited = asyncio.ensure_future(process.wait())
         try:
             done, _ = await asyncio.wait({shake, exited}, return_when=asyncio.FIRST_COMPLETED)

@@ -51,7 +51,15 @@ class Supervisor:
         return [w for slug in sorted(self._workers) for w in self.workers(slug)]
 
     def ready(self, slug: str) -> list[InstanceWorker]:
-        return [w for w in self.workers(slug) if w.ready]
+        return [w for w in self._workers.get(slug, {}).values() if w.ready]
+
+    def ready_slugs(self) -> list[str]:
+        return sorted(
+            slug for slug, ws in self._workers.items() if any(w.ready for w in ws.values())
+        )
+
+    def known(self, slug: str) -> bool:
+        return bool(self._workers.get(slug))
 
     def pick(self, slug: str) -> InstanceWorker:
         """The ready instance with the fewest requests in flight."""

@@ -1,0 +1,1 @@
+"""Frontends: how clients reach the gateway (Streamable HTTP, stdio)."""

@@ -1,0 +1,544 @@
+"""The Streamable HTTP frontend: ``/mcp`` (every server) and ``/servers/{slug}/mcp`` (one).
+
+A raw ASGI app, kept off FastAPI on purpose: this is the hot path, and every request pays for
+what runs here. Per request: one pass over the headers, one orjson parse, a task for the call,
+one orjson dump. The response is JSON unless the upstream sends something about the call before
+it answers (progress, a log line, a sampling request): then it becomes an SSE stream.
+
+Both protocol eras, told apart the way the SDK does it: an ``MCP-Protocol-Version`` header that
+is not a handshake-era version routes to the 2026-07-28 path (self-describing requests, no
+session); everything else is the legacy path (``initialize``, ``Mcp-Session-Id``, GET stream,
+DELETE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import Any
+
+import orjson
+from starlette.types import Message as AsgiMessage
+from starlette.types import Receive, Scope, Send
+
+from roundhouse.gateway.service import Gateway
+from roundhouse.gateway.sessions import Call, ClientSession
+from roundhouse.gateway.sessions import Scope as Endpoint
+from roundhouse.protocol.eras import (
+    CLIENT_CAPABILITIES_META_KEY,
+    HANDSHAKE_VERSIONS,
+    MODERN_VERSIONS,
+    NAME_BEARING_METHODS,
+    PROTOCOL_VERSION_META_KEY,
+)
+from roundhouse.protocol.jsonrpc import (
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    Message,
+)
+from roundhouse.security.origin import OriginPolicy
+
+__all__ = ["McpHttpApp", "is_mcp_path"]
+
+_SERVER_PATH = re.compile(r"^/servers/([a-z0-9][a-z0-9-]{0,39})/mcp/?$")
+#: HTTP status for a JSON-RPC error code on the 2026-07-28 path (mcp.shared.inbound).
+MODERN_ERROR_STATUS = {
+    PARSE_ERROR: 400,
+    INVALID_REQUEST: 400,
+    INVALID_PARAMS: 400,
+    HEADER_MISMATCH: 400,
+    -32021: 400,
+    UNSUPPORTED_PROTOCOL_VERSION: 400,
+    METHOD_NOT_FOUND: 404,
+}
+#: A call that takes longer than this starts watching for its client to go away.
+DISCONNECT_WATCH_AFTER = 1.0
+#: A quiet GET stream sends a comment this often, so proxies keep it open.
+KEEPALIVE_SECONDS = 15.0
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def is_mcp_path(path: str) -> bool:
+    return path in ("/mcp", "/mcp/") or (
+        path.startswith("/servers/") and path.endswith(("/mcp", "/mcp/"))
+    )
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class McpHttpApp:
+    def __init__(self, gateway: Gateway, policy: OriginPolicy, *, max_body_bytes: int) -> None:
+        self.gateway = gateway
+        self.policy = policy
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path in ("/mcp", "/mcp/"):
+            endpoint = Endpoint(None)
+        else:
+            match = _SERVER_PATH.match(path)
+            if match is None:
+                await _reply(send, 404, _error(None, INVALID_REQUEST, "no such MCP endpoint"))
+                return
+            endpoint = Endpoint(match.group(1))
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            # Two copies of a header we judge by: both must pass.
+            if (
+                name in headers
+                and name in (b"origin", b"host")
+                and not self._origin_ok(name, value)
+            ):
+                await _reply(send, 403, _error(None, INVALID_REQUEST, "origin not allowed"))
+                return
+            headers[name] = value
+        if not (self._origin_ok(b"origin", headers.get(b"origin"))):
+            await _reply(send, 403, _error(None, INVALID_REQUEST, "origin not allowed"))
+            return
+        if not self._origin_ok(b"host", headers.get(b"host")):
+            await _reply(send, 403, _error(None, INVALID_REQUEST, "host not allowed"))
+            return
+        if endpoint.slug is not None and not self.gateway.instances.known(endpoint.slug):
+            await _reply(
+                send, 404, _error(None, INVALID_REQUEST, f"no server named {endpoint.slug!r}")
+            )
+            return
+        method = scope["method"]
+        try:
+            if method == "POST":
+                await self._post(endpoint, headers, receive, send)
+            elif method == "GET":
+                await self._get(endpoint, headers, receive, send)
+            elif method == "DELETE":
+                await self._delete(endpoint, headers, send)
+            else:
+                await _reply(
+                    send,
+                    405,
+                    _error(None, INVALID_REQUEST, "method not allowed"),
+                    [(b"allow", b"GET, POST, DELETE")],
+                )
+        except _Reject as rejection:
+            await _reply(
+                send,
+                rejection.status,
+                _error(None, rejection.code, rejection.message, rejection.data),
+            )
+
+    def _origin_ok(self, name: bytes, value: bytes | None) -> bool:
+        text = value.decode("latin-1") if value is not None else None
+        if name == b"origin":
+            return self.policy.origin_allowed(text)
+        return self.policy.host_allowed(text)
+
+    # --- POST ---------------------------------------------------------------------------------
+
+    async def _post(
+        self, endpoint: Endpoint, headers: dict[bytes, bytes], receive: Receive, send: Send
+    ) -> None:
+        accept = headers.get(b"accept", b"")
+        if not (
+            b"*/*" in accept or (b"application/json" in accept and b"text/event-stream" in accept)
+        ):
+            raise _Reject(
+                406, INVALID_REQUEST, "Accept must list application/json and text/event-stream"
+            )
+        content_type = headers.get(b"content-type", b"")
+        if not content_type.startswith(b"application/json"):
+            raise _Reject(415, INVALID_REQUEST, "Content-Type must be application/json")
+        body = await self._read_body(headers, receive)
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _Reject(400, PARSE_ERROR, "Parse error: the body is not valid JSON") from None
+        if isinstance(message, list):
+            raise _Reject(400, INVALID_REQUEST, "batch requests are not supported")
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            raise _Reject(400, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        version = headers.get(b"mcp-protocol-version")
+        if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
+            await self._modern(endpoint, headers, message, receive, send)
+            return
+        await self._legacy(endpoint, headers, message, receive, send)
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_body_bytes:
+                    raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
+            except ValueError:
+                raise _Reject(400, INVALID_REQUEST, "invalid Content-Length") from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                raise _Reject(400, INVALID_REQUEST, "client went away")
+            chunk = event.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not event.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _legacy(
+        self,
+        endpoint: Endpoint,
+        headers: dict[bytes, bytes],
+        message: Message,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        session_id = headers.get(b"mcp-session-id")
+        method = message.get("method")
+        if method == "initialize" and "id" in message:
+            if session_id is not None:
+                raise _Reject(400, INVALID_REQUEST, "initialize must not carry a session id")
+            try:
+                session, result = self.gateway.open_session(endpoint, message.get("params"))
+            except Exception as exc:
+                code = getattr(exc, "code", INVALID_PARAMS)
+                await _reply(send, 200, _error(message.get("id"), code, str(exc)))
+                return
+            await _reply(
+                send,
+                200,
+                {"jsonrpc": "2.0", "id": message["id"], "result": result},
+                [(b"mcp-session-id", session.id.encode())],
+            )
+            return
+        if session_id is None:
+            if method == "server/discover" and "id" in message:
+                # A probe without the 2026 headers: answer it, it costs nothing.
+                result = self.gateway.discover(endpoint)
+                await _reply(send, 200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
+                return
+            raise _Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
+        found = self.gateway.sessions.get(session_id.decode("latin-1"), endpoint)
+        if found is None:
+            raise _Reject(404, -32001, "Session not found")
+        session = found
+        if "method" not in message:
+            # A client's answer to a server-to-client request.
+            self.gateway.relay.client_response(session, message)
+            await _accepted(send)
+            return
+        if not isinstance(method, str):
+            raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
+        if "id" not in message:
+            self._notification(session, method, message)
+            await _accepted(send)
+            return
+        await self._serve(session, message, method, receive, send)
+
+    def _notification(self, session: ClientSession, method: str, message: Message) -> None:
+        params = message.get("params")
+        if method == "notifications/initialized":
+            session.initialized = True
+        elif method == "notifications/cancelled" and isinstance(params, dict):
+            self.gateway.cancel(session, params.get("requestId"))
+
+    async def _modern(
+        self,
+        endpoint: Endpoint,
+        headers: dict[bytes, bytes],
+        message: Message,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        method = message.get("method")
+        if "id" not in message or not isinstance(method, str):
+            # No client-to-server notifications or responses exist on this wire.
+            if "method" in message:
+                await _accepted(send)
+                return
+            raise _Reject(400, INVALID_REQUEST, "2026-07-28 clients send no responses")
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        request_id = message.get("id")
+        if (
+            not isinstance(meta, dict)
+            or PROTOCOL_VERSION_META_KEY not in meta
+            or CLIENT_CAPABILITIES_META_KEY not in meta
+        ):
+            await self._modern_error(
+                send,
+                request_id,
+                INVALID_PARAMS,
+                "params._meta must carry the protocol version and client capabilities",
+            )
+            return
+        version = meta[PROTOCOL_VERSION_META_KEY]
+        if headers.get(b"mcp-protocol-version", b"").decode("latin-1") != version:
+            await self._modern_error(
+                send,
+                request_id,
+                HEADER_MISMATCH,
+                "MCP-Protocol-Version header does not match the request envelope",
+            )
+            return
+        if headers.get(b"mcp-method", b"").decode("latin-1") != method:
+            await self._modern_error(
+                send,
+                request_id,
+                HEADER_MISMATCH,
+                "Mcp-Method header does not match the request body's method",
+            )
+            return
+        name_key = NAME_BEARING_METHODS.get(method)
+        if name_key is not None:
+            value = params.get(name_key) if isinstance(params, dict) else None
+            header = headers.get(b"mcp-name")
+            if value is not None and (header is None or _decode_header(header) != value):
+                await self._modern_error(
+                    send,
+                    request_id,
+                    HEADER_MISMATCH,
+                    f"Mcp-Name header does not match the request body's {name_key!r}",
+                )
+                return
+        if not isinstance(version, str):
+            await self._modern_error(
+                send, request_id, INVALID_PARAMS, "the protocol version must be a string"
+            )
+            return
+        if version not in MODERN_VERSIONS:
+            await self._modern_error(
+                send,
+                request_id,
+                UNSUPPORTED_PROTOCOL_VERSION,
+                "Unsupported protocol version",
+                {"supported": list(MODERN_VERSIONS), "requested": version},
+            )
+            return
+        session = self.gateway.sessions.modern(endpoint, version, meta)
+        await self._serve(session, message, method, receive, send)
+
+    async def _modern_error(
+        self, send: Send, request_id: Any, code: int, message: str, data: Any = None
+    ) -> None:
+        await _reply(
+            send, MODERN_ERROR_STATUS.get(code, 200), _error(request_id, code, message, data)
+        )
+
+    async def _serve(
+        self, session: ClientSession, message: Message, method: str, receive: Receive, send: Send
+    ) -> None:
+        """Run one call; answer with JSON, or with SSE once something about it arrives."""
+        request_id = message["id"]
+        loop = asyncio.get_running_loop()
+        call = Call(session, request_id, method)
+        call.related = related = loop.create_future()
+        task = loop.create_task(self.gateway.request(call, message))
+        call.task = task
+        legacy = session.era == "legacy"
+        if legacy:
+            session.calls[request_id] = call
+        disconnect: asyncio.Future[Any] | None = None
+        try:
+            done, _ = await asyncio.wait(
+                (task, related), timeout=DISCONNECT_WATCH_AFTER, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+                done, _ = await asyncio.wait(
+                    (task, related, disconnect), return_when=asyncio.FIRST_COMPLETED
+                )
+                if disconnect in done:
+                    task.cancel()
+                    return
+            if task.done() and not call.outbox:
+                response = _response_of(task, request_id)
+                status = 200
+                if not legacy and "error" in response:
+                    status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
+                await _reply(send, status, response)
+                return
+            await self._stream_call(call, task, send, disconnect, receive)
+        finally:
+            if legacy:
+                session.calls.pop(request_id, None)
+            if disconnect is not None and not disconnect.done():
+                disconnect.cancel()
+            if not task.done():
+                task.cancel()
+
+    async def _stream_call(
+        self,
+        call: Call,
+        task: asyncio.Task[Message],
+        send: Send,
+        disconnect: asyncio.Future[Any] | None,
+        receive: Receive,
+    ) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        if disconnect is None:
+            disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while call.outbox:
+                    await _event(send, call.outbox.pop(0))
+                if task.done():
+                    break
+                call.related = related = loop.create_future()
+                done, _ = await asyncio.wait(
+                    (task, related, disconnect), return_when=asyncio.FIRST_COMPLETED
+                )
+                if disconnect in done:
+                    task.cancel()
+                    return
+            while call.outbox:
+                await _event(send, call.outbox.pop(0))
+            await _event(send, _response_of(task, call.client_id))
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if not disconnect.done():
+                disconnect.cancel()
+
+    # --- GET and DELETE -----------------------------------------------------------------------
+
+    async def _get(
+        self, endpoint: Endpoint, headers: dict[bytes, bytes], receive: Receive, send: Send
+    ) -> None:
+        version = headers.get(b"mcp-protocol-version")
+        if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
+            raise _Reject(
+                405, INVALID_REQUEST, "2026-07-28 has no GET stream; use subscriptions/listen"
+            )
+        if b"text/event-stream" not in headers.get(b"accept", b"") and b"*/*" not in headers.get(
+            b"accept", b""
+        ):
+            raise _Reject(406, INVALID_REQUEST, "Accept must list text/event-stream")
+        session = self._session(endpoint, headers)
+        if session.streaming:
+            raise _Reject(409, INVALID_REQUEST, "this session already has a GET stream")
+        session.streaming = True
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            while (
+                not disconnect.done() and self.gateway.sessions.get(session.id, endpoint) is session
+            ):
+                getter = asyncio.ensure_future(session.outbox.get())
+                done, _ = await asyncio.wait(
+                    (getter, disconnect),
+                    timeout=KEEPALIVE_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if getter in done:
+                    await _event(send, getter.result())
+                    continue
+                getter.cancel()
+                if not done:
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": b": keepalive\n\n",
+                            "more_body": True,
+                        }
+                    )
+        finally:
+            session.streaming = False
+            if not disconnect.done():
+                disconnect.cancel()
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _delete(self, endpoint: Endpoint, headers: dict[bytes, bytes], send: Send) -> None:
+        version = headers.get(b"mcp-protocol-version")
+        if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
+            raise _Reject(405, INVALID_REQUEST, "2026-07-28 has no sessions to end")
+        session = self._session(endpoint, headers)
+        self.gateway.sessions.close(session.id)
+        await _reply(send, 200, None)
+
+    def _session(self, endpoint: Endpoint, headers: dict[bytes, bytes]) -> ClientSession:
+        session_id = headers.get(b"mcp-session-id")
+        if session_id is None:
+            raise _Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
+        session = self.gateway.sessions.get(session_id.decode("latin-1"), endpoint)
+        if session is None:
+            raise _Reject(404, -32001, "Session not found")
+        return session
+
+
+def _decode_header(value: bytes) -> str | None:
+    text = value.decode("latin-1")
+    if text.startswith("=?base64?") and text.endswith("?="):
+        import base64
+        import binascii
+
+        try:
+            return base64.b64decode(text[9:-2], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return text
+
+
+def _response_of(task: asyncio.Task[Message], request_id: Any) -> Message:
+    if task.cancelled():
+        return _error(request_id, INVALID_REQUEST, "request cancelled")
+    return task.result()
+
+
+def _error(request_id: Any, code: int, message: str, data: Any = None) -> Message:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+async def _reply(
+    send: Send, status: int, payload: Message | None, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = orjson.dumps(payload) if payload is not None else b""
+    headers = (
+        [*_JSON, (b"content-length", str(len(body)).encode())]
+        if payload is not None
+        else [(b"content-length", b"0")]
+    )
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _accepted(send: Send) -> None:
+    await send(
+        {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _event(send: Send, message: Message) -> None:
+    data = b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _wait_disconnect(receive: Receive) -> AsgiMessage:
+    while True:
+        event = await receive()
+        if event["type"] == "http.disconnect":
+            return event

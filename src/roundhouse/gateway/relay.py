@@ -1,0 +1,229 @@
+"""What upstreams send on their own, carried back to the right client.
+
+- ``notifications/progress``: the gateway gave the upstream a token of its own for each call
+  that asked for progress; the notification goes to that call, with the client's token back.
+- ``notifications/message`` (logs): to the call in flight on that instance if there is one,
+  else to the GET streams of the sessions that see the server.
+- ``notifications/*/list_changed``: the catalog is re-listed, then every session that sees the
+  server is told (on ``/mcp`` by the gateway's own list_changed, once the catalog changed).
+- ``notifications/resources/updated``: to the sessions subscribed to that URI.
+- Requests (sampling, elicitation, roots): to the client session whose call caused them — the
+  most recent call in flight on that instance whose client declared the capability — under a
+  gateway id; the client's answer goes back under the upstream's id. A request nobody can
+  answer gets a JSON-RPC error at once, so the upstream never waits in vain. ``ping`` is
+  answered here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any
+
+from roundhouse.errors import UpstreamError
+from roundhouse.gateway.sessions import Call, ClientSession
+from roundhouse.protocol.jsonrpc import METHOD_NOT_FOUND, Message
+from roundhouse.upstream.base import Connection
+
+if TYPE_CHECKING:
+    from roundhouse.gateway.service import Gateway
+
+__all__ = ["Relay"]
+
+log = logging.getLogger(__name__)
+
+#: Which client capability a server-to-client request needs.
+CAPABILITY_OF = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+_LIST_CHANGED = {
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+}
+
+
+class _Pending:
+    __slots__ = ("connection", "instance", "session", "upstream_id")
+
+    def __init__(
+        self, connection: Connection, instance: str, upstream_id: Any, session: ClientSession
+    ) -> None:
+        self.connection = connection
+        self.instance = instance
+        self.upstream_id = upstream_id
+        self.session = session
+
+
+class Relay:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._progress: dict[str, Call] = {}
+        self._inflight: dict[str, list[Call]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+
+    # --- bookkeeping of calls -----------------------------------------------------------------
+
+    def track_progress(self, call: Call) -> str:
+        token = self._gateway.sessions.next_progress_token()
+        self._progress[token] = call
+        return token
+
+    def call_started(self, call: Call) -> None:
+        if call.instance is not None:
+            self._inflight.setdefault(call.instance, []).append(call)
+
+    def call_ended(self, call: Call, token: str | None) -> None:
+        if token is not None:
+            self._progress.pop(token, None)
+        calls = self._inflight.get(call.instance or "")
+        if calls is not None:
+            with contextlib.suppress(ValueError):
+                calls.remove(call)
+            if not calls:
+                del self._inflight[call.instance or ""]
+
+    def instance_gone(self, instance: str) -> None:
+        for key in [k for k, p in self._pending.items() if p.instance == instance]:
+            del self._pending[key]
+
+    # --- from upstreams -----------------------------------------------------------------------
+
+    def upstream_message(self, slug: str, instance: str, message: Message) -> None:
+        """The hook the supervisor's connections call (``InstanceContext.on_message``)."""
+        method = message.get("method")
+        if not isinstance(method, str):
+            return
+        if "id" in message:
+            self._upstream_request(slug, instance, message, method)
+            return
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        if method == "notifications/progress":
+            call = self._progress.get(str(params.get("progressToken")))
+            if call is not None:
+                call.deliver(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": method,
+                        "params": {**params, "progressToken": call.progress_token},
+                    }
+                )
+        elif method in _LIST_CHANGED:
+            self._gateway.refresh(slug)
+            self._to_transparent_sessions(slug, message)
+        elif method == "notifications/resources/updated":
+            uri = params.get("uri")
+            for session in self._sessions_seeing(slug):
+                if uri in session.subscriptions or session.scope.slug == slug:
+                    session.push(message)
+        elif method == "notifications/message":
+            calls = self._inflight.get(instance)
+            if calls:
+                calls[-1].deliver(message)
+            else:
+                for session in self._sessions_seeing(slug):
+                    session.push(message)
+        elif method == "notifications/cancelled":
+            self._upstream_cancelled(params)
+        else:
+            self._to_transparent_sessions(slug, message)
+
+    def _upstream_request(self, slug: str, instance: str, message: Message, method: str) -> None:
+        connection = self._connection(slug, instance)
+        if connection is None:
+            return
+        if method == "ping":
+            self._answer(connection, {"jsonrpc": "2.0", "id": message["id"], "result": {}})
+            return
+        capability = CAPABILITY_OF.get(method)
+        target = self._target_call(instance, capability)
+        if target is None:
+            self._answer(
+                connection,
+                {
+                    "jsonrpc": "2.0",
+                    "id": message["id"],
+                    "error": {
+                        "code": METHOD_NOT_FOUND,
+                        "message": f"no client session that can answer {method} is waiting on"
+                        " this server",
+                    },
+                },
+            )
+            return
+        gateway_id = f"rh-{next(self._ids)}"
+        self._pending[gateway_id] = _Pending(connection, instance, message["id"], target.session)
+        target.deliver({**message, "id": gateway_id})
+
+    def _target_call(self, instance: str, capability: str | None) -> Call | None:
+        for call in reversed(self._inflight.get(instance, [])):
+            session = call.session
+            if session.era != "legacy":
+                continue  # 2026-07-28 clients take no server-to-client requests
+            if capability is None or session.can(capability):
+                return call
+        return None
+
+    def _upstream_cancelled(self, params: dict[str, Any]) -> None:
+        upstream_id = params.get("requestId")
+        for gateway_id, pending in list(self._pending.items()):
+            if pending.upstream_id == upstream_id:
+                del self._pending[gateway_id]
+                pending.session.push(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/cancelled",
+                        "params": {**params, "requestId": gateway_id},
+                    }
+                )
+
+    # --- from clients -------------------------------------------------------------------------
+
+    def client_response(self, session: ClientSession, message: Message) -> bool:
+        """A client's answer to a server-to-client request; False if we never asked it."""
+        request_id = message.get("id")
+        pending = self._pending.get(request_id) if isinstance(request_id, str) else None
+        if pending is None or pending.session is not session:
+            return False
+        del self._pending[request_id]  # type: ignore[arg-type]
+        answer = {k: v for k, v in message.items() if k in ("jsonrpc", "result", "error")}
+        answer["id"] = pending.upstream_id
+        self._answer(pending.connection, answer)
+        return True
+
+    # --- to clients ---------------------------------------------------------------------------
+
+    def announce_lists_changed(self, slug: str) -> None:
+        """The catalog changed because of ``slug``: tell the aggregate sessions."""
+        for session in self._gateway.sessions.all():
+            if session.scope.slug is None and session.initialized:
+                for kind in ("tools", "prompts", "resources"):
+                    session.push({"jsonrpc": "2.0", "method": f"notifications/{kind}/list_changed"})
+
+    def _to_transparent_sessions(self, slug: str, message: Message) -> None:
+        for session in self._gateway.sessions.all():
+            if session.scope.slug == slug:
+                session.push(message)
+
+    def _sessions_seeing(self, slug: str) -> list[ClientSession]:
+        return [s for s in self._gateway.sessions.all() if s.scope.slug in (None, slug)]
+
+    def _connection(self, slug: str, instance: str) -> Connection | None:
+        for candidate in self._gateway.instances.ready(slug):
+            if candidate.id == instance:
+                return candidate.connection
+        return None
+
+    def _answer(self, connection: Connection, message: Message) -> None:
+        async def send() -> None:
+            try:
+                await connection.send(message)
+            except UpstreamError as exc:
+                log.debug("could not answer the upstream: %s", exc)
+
+        self._gateway.spawn(send(), "answer upstream")

@@ -1,0 +1,481 @@
+"""The gateway: answers what it owns, routes the rest to a server, relays what comes back.
+
+One :class:`Gateway` serves every frontend (Streamable HTTP, stdio). Frontends turn bytes into
+JSON-RPC dicts and a :class:`~roundhouse.gateway.sessions.ClientSession`; the gateway does the
+rest and never sees a socket. What it answers itself: ``initialize``, ``ping``,
+``server/discover``, the merged lists of the aggregate endpoint, ``logging/setLevel``. What it
+routes: calls naming a tool, prompt or resource, to the server that owns the name (the catalog
+says which), with the name stripped of its namespace; on a server's own endpoint everything is
+passed through as is. Messages an upstream sends on its own are handled in ``relay.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from roundhouse import __version__
+from roundhouse.errors import InvalidInput, RoundhouseError, UpstreamError
+from roundhouse.events import Event, EventBus
+from roundhouse.gateway.catalog import Catalog
+from roundhouse.gateway.paging import merge_cache_hints, page
+from roundhouse.gateway.relay import Relay
+from roundhouse.gateway.sessions import Call, ClientSession, Scope, SessionTable
+from roundhouse.gateway.upstreams import Instance, InstanceTable, NoInstance, pick
+from roundhouse.protocol.eras import (
+    DISCOVER_METHOD,
+    HANDSHAKE_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
+    MODERN_VERSIONS,
+    SERVER_INFO_META_KEY,
+)
+from roundhouse.protocol.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    Message,
+)
+from roundhouse.protocol.translate import client_result, upstream_params
+from roundhouse.settings import Settings
+from roundhouse.upstream.base import UpstreamRpcError
+
+__all__ = ["Gateway", "GatewayError"]
+
+log = logging.getLogger(__name__)
+
+SERVER_INFO: dict[str, Any] = {"name": "roundhouse", "title": "Roundhouse", "version": __version__}
+#: What the aggregate endpoint offers its clients.
+GATEWAY_CAPABILITIES: dict[str, Any] = {
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
+    "logging": {},
+    "completions": {},
+}
+PAGE_SIZE = 500
+#: Upstream list pages read before a server's list is taken as complete.
+MAX_UPSTREAM_PAGES = 100
+#: Seconds a list request to an upstream may take when the catalog is refreshed.
+LIST_TIMEOUT = 30.0
+_LISTS = (
+    ("tools", "tools/list", "tools"),
+    ("prompts", "prompts/list", "prompts"),
+    ("resources", "resources/list", "resources"),
+    ("resources", "resources/templates/list", "resourceTemplates"),
+)
+
+
+class GatewayError(RoundhouseError):
+    """An error the gateway itself answers with, carrying the JSON-RPC code to send."""
+
+    def __init__(self, code: int, message: str, *, data: Any = None) -> None:
+        super().__init__(message, data=data)
+        self.code = code
+
+
+class Gateway:
+    def __init__(self, instances: InstanceTable, bus: EventBus, settings: Settings) -> None:
+        self.instances = instances
+        self.bus = bus
+        self.settings = settings
+        self.sessions = SessionTable()
+        self.catalog = Catalog(
+            separator=settings.namespace_separator,
+            collision=settings.collision_policy,
+            max_name_length=settings.max_name_length,
+        )
+        self.relay = Relay(self)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresh_locks: dict[str, asyncio.Lock] = {}
+        self._closing = False
+        #: task id -> server, learnt from results, for tasks/* on the aggregate endpoint.
+        self.task_owner: dict[str, str] = {}
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.bus.add_listener(self._on_event)
+        for slug in self.instances.ready_slugs():
+            self.refresh(slug)
+
+    async def close(self) -> None:
+        self._closing = True
+        self.bus.remove_listener(self._on_event)
+        for session in self.sessions.all():
+            self.sessions.close(session.id)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def spawn(self, coroutine: Any, name: str) -> None:
+        """Run a background job owned by the gateway (cancelled and awaited on close)."""
+        if self._closing:
+            coroutine.close()
+            return
+        task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind == "instance.ready":
+            self.refresh(event.data["server"])
+        elif (
+            event.kind == "instance.state"
+            and event.data["old"] in ("running", "degraded", "unhealthy")
+            and event.data["new"] not in ("running", "degraded", "unhealthy")
+        ):
+            slug = event.data["server"]
+            self.relay.instance_gone(event.data["instance"])
+            if not self.instances.ready(slug):
+                self._withdraw(slug)
+
+    # --- the catalog --------------------------------------------------------------------------
+
+    def refresh(self, slug: str) -> None:
+        self.spawn(self._refresh(slug), f"catalog refresh {slug}")
+
+    async def _refresh(self, slug: str) -> None:
+        lock = self._refresh_locks.setdefault(slug, asyncio.Lock())
+        async with lock:
+            ready = self.instances.ready(slug)
+            if not ready:
+                self._withdraw(slug)
+                return
+            instance = ready[0]
+            lists: dict[str, list[dict[str, Any]]] = {}
+            for kind, method, key in _LISTS:
+                if not _offers(instance, kind):
+                    lists.setdefault(key, [])
+                    continue
+                try:
+                    lists[key] = await self._list_all(instance, method, key)
+                except (UpstreamError, TimeoutError) as exc:
+                    log.warning("%s: %s failed: %s", slug, method, exc)
+                    lists[key] = []
+            before = self.catalog.version
+            self.catalog.set_server(
+                slug,
+                priority=instance.priority,
+                tools_spec=instance.tools_spec,
+                tools=lists["tools"],
+                prompts=lists["prompts"],
+                resources=lists["resources"],
+                templates=lists["resourceTemplates"],
+            )
+            if self.catalog.version != before:
+                self.relay.announce_lists_changed(slug)
+
+    def _withdraw(self, slug: str) -> None:
+        before = self.catalog.version
+        self.catalog.remove_server(slug)
+        if self.catalog.version != before:
+            self.relay.announce_lists_changed(slug)
+
+    async def _list_all(self, instance: Instance, method: str, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(MAX_UPSTREAM_PAGES):
+            params: dict[str, Any] | None = {"cursor": cursor} if cursor else None
+            result = await self._upstream_request(instance, method, params, timeout=LIST_TIMEOUT)
+            got = result.get(key)
+            if isinstance(got, list):
+                items.extend(item for item in got if isinstance(item, dict))
+            cursor = result.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+        return items
+
+    async def _upstream_request(
+        self, instance: Instance, method: str, params: dict[str, Any] | None, *, timeout: float
+    ) -> dict[str, Any]:
+        connection, shake = instance.connection, instance.handshake
+        if connection is None or shake is None:
+            raise NoInstance(f"instance {instance.id} is not ready")
+        return await connection.request(method, shake.stamp(params), timeout=timeout)
+
+    # --- requests from clients ----------------------------------------------------------------
+
+    def open_session(self, scope: Scope, params: Any) -> tuple[ClientSession, dict[str, Any]]:
+        """``initialize``: a new legacy session and the result to answer with."""
+        if not isinstance(params, dict):
+            raise GatewayError(INVALID_PARAMS, "initialize needs params")
+        requested = params.get("protocolVersion")
+        version = requested if requested in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE_VERSION
+        info = params.get("clientInfo")
+        caps = params.get("capabilities")
+        session = self.sessions.open(
+            scope,
+            protocol_version=version,
+            client_info=info if isinstance(info, dict) else {},
+            capabilities=caps if isinstance(caps, dict) else {},
+        )
+        server_info, capabilities, instructions = self.describe(scope)
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": server_info,
+        }
+        if instructions:
+            result["instructions"] = instructions
+        return session, result
+
+    def describe(self, scope: Scope) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        """serverInfo, capabilities and instructions of an endpoint: the gateway's own on
+        ``/mcp``, the server's on its endpoint (it is offered as it is)."""
+        if scope.slug is None:
+            return SERVER_INFO, GATEWAY_CAPABILITIES, None
+        ready = self.instances.ready(scope.slug)
+        shake = ready[0].handshake if ready else None
+        if shake is None:
+            return {"name": scope.slug, "version": "unknown"}, GATEWAY_CAPABILITIES, None
+        caps = dict(shake.capabilities)
+        info = shake.server_info or {"name": scope.slug, "version": "unknown"}
+        return info, caps, shake.instructions
+
+    def discover(self, scope: Scope) -> dict[str, Any]:
+        server_info, capabilities, instructions = self.describe(scope)
+        result: dict[str, Any] = {
+            "supportedVersions": [*MODERN_VERSIONS, *HANDSHAKE_VERSIONS],
+            "capabilities": capabilities,
+            "resultType": "complete",
+            "ttlMs": 0,
+            "cacheScope": "public",
+            "_meta": {SERVER_INFO_META_KEY: server_info},
+        }
+        if instructions:
+            result["instructions"] = instructions
+        return result
+
+    async def request(self, call: Call, message: Message) -> Message:
+        """Serve one client request; always returns a response (result or error)."""
+        try:
+            result = await self._dispatch(call, message)
+        except GatewayError as exc:
+            return _error(call.client_id, exc.code, exc.message, exc.data)
+        except UpstreamRpcError as exc:
+            return _error(call.client_id, exc.code, exc.message, exc.data)
+        except InvalidInput as exc:
+            return _error(call.client_id, INVALID_PARAMS, exc.message, exc.data)
+        except RoundhouseError as exc:
+            return _error(call.client_id, exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error serving %s", call.method)
+            return _error(call.client_id, INTERNAL_ERROR, "internal error")
+        return {"jsonrpc": "2.0", "id": call.client_id, "result": result}
+
+    async def _dispatch(self, call: Call, message: Message) -> dict[str, Any]:
+        method = call.method
+        session = call.session
+        scope = session.scope
+        params = message.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise GatewayError(INVALID_PARAMS, "params must be an object")
+        if method == "ping":
+            if session.era == "modern":
+                raise GatewayError(METHOD_NOT_FOUND, "ping is not part of 2026-07-28")
+            return {}
+        if method == DISCOVER_METHOD:
+            return self.discover(scope)
+        if method == "initialize":
+            raise GatewayError(INVALID_PARAMS, "the session is already initialized")
+        if method == "logging/setLevel" and session.era == "legacy":
+            level = params.get("level") if params else None
+            if not isinstance(level, str):
+                raise GatewayError(INVALID_PARAMS, "logging/setLevel needs a level")
+            session.log_level = level
+            await self._fan_out(scope, method, params)
+            return {}
+        if scope.slug is not None:
+            return await self._forward(call, scope.slug, message, params)
+        return await self._aggregate(call, message, params or {})
+
+    async def _aggregate(
+        self, call: Call, message: Message, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        method = call.method
+        catalog = self.catalog
+        if method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list"):
+            items, key = {
+                "tools/list": (catalog.tools, "tools"),
+                "prompts/list": (catalog.prompts, "prompts"),
+                "resources/list": (catalog.resources, "resources"),
+                "resources/templates/list": (catalog.templates, "resourceTemplates"),
+            }[method]
+            cursor = params.get("cursor")
+            if cursor is not None and not isinstance(cursor, str):
+                raise GatewayError(INVALID_PARAMS, "cursor must be a string")
+            chunk, next_cursor = page(items(), cursor, PAGE_SIZE, catalog.version)
+            result: dict[str, Any] = {key: chunk}
+            if next_cursor is not None:
+                result["nextCursor"] = next_cursor
+            if call.session.era == "modern":
+                ttl, scope = merge_cache_hints([])
+                result.update(resultType="complete", ttlMs=ttl, cacheScope=scope)
+                result["_meta"] = {SERVER_INFO_META_KEY: SERVER_INFO}
+            return result
+        if method in ("tools/call", "prompts/get"):
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise GatewayError(INVALID_PARAMS, f"{method} needs a name")
+            resolve = catalog.resolve_tool if method == "tools/call" else catalog.resolve_prompt
+            found = resolve(name)
+            if found is None:
+                what = "tool" if method == "tools/call" else "prompt"
+                raise GatewayError(INVALID_PARAMS, f"unknown {what}: {name!r}")
+            slug, upstream_name = found
+            return await self._forward(call, slug, message, {**params, "name": upstream_name})
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                raise GatewayError(INVALID_PARAMS, f"{method} needs a uri")
+            owner = catalog.resolve_resource(uri)
+            if owner is None:
+                raise GatewayError(INVALID_PARAMS, f"unknown resource: {uri!r}")
+            if method == "resources/subscribe":
+                call.session.subscriptions.add(uri)
+            elif method == "resources/unsubscribe":
+                call.session.subscriptions.discard(uri)
+            return await self._forward(call, owner, message, params)
+        if method == "completion/complete":
+            return await self._complete(call, message, params)
+        if method.startswith("tasks/"):
+            task_id = params.get("taskId")
+            owner_slug = self.task_owner.get(task_id) if isinstance(task_id, str) else None
+            if owner_slug is None:
+                raise GatewayError(INVALID_PARAMS, f"unknown task: {task_id!r}")
+            return await self._forward(call, owner_slug, message, params)
+        raise GatewayError(METHOD_NOT_FOUND, f"method not found: {method}")
+
+    async def _complete(
+        self, call: Call, message: Message, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise GatewayError(INVALID_PARAMS, "completion/complete needs a ref")
+        if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+            found = self.catalog.resolve_prompt(ref["name"])
+            if found is None:
+                raise GatewayError(INVALID_PARAMS, f"unknown prompt: {ref['name']!r}")
+            slug, name = found
+            return await self._forward(
+                call, slug, message, {**params, "ref": {**ref, "name": name}}
+            )
+        if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+            owner = self.catalog.resolve_resource(ref["uri"])
+            if owner is None:
+                raise GatewayError(INVALID_PARAMS, f"unknown resource: {ref['uri']!r}")
+            return await self._forward(call, owner, message, params)
+        raise GatewayError(INVALID_PARAMS, "ref must name a prompt or a resource")
+
+    async def _forward(
+        self, call: Call, slug: str, message: Message, params: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Send the request to one instance of ``slug`` and shape its answer for the client."""
+        session = call.session
+        instance = self._pick(session, slug)
+        connection, shake = instance.connection, instance.handshake
+        if connection is None or shake is None:
+            raise NoInstance(f"server {slug!r} has no ready instance")
+        call.slug, call.instance = slug, instance.id
+        token = None
+        meta = params.get("_meta") if params else None
+        if isinstance(meta, dict) and "progressToken" in meta:
+            call.progress_token = meta["progressToken"]
+            token = self.relay.track_progress(call)
+        outgoing: Message = {"jsonrpc": "2.0", "id": call.client_id, "method": call.method}
+        sent = upstream_params(
+            params,
+            upstream_era=shake.era,
+            upstream_version=shake.protocol_version,
+            client_info=session.client_info or SERVER_INFO,
+            client_capabilities=session.capabilities,
+            progress_token=token,
+        )
+        if sent is not None:
+            outgoing["params"] = sent
+        self.relay.call_started(call)
+        instance.outstanding += 1
+        try:
+            response = await connection.send_request_raw(outgoing, timeout=instance.call_timeout)
+        finally:
+            instance.outstanding -= 1
+            self.relay.call_ended(call, token)
+        error = response.get("error")
+        if error is not None:
+            if isinstance(error, dict):
+                raise UpstreamRpcError(
+                    int(error.get("code", INTERNAL_ERROR)),
+                    str(error.get("message", "")),
+                    data=error.get("data"),
+                    method=call.method,
+                )
+            raise GatewayError(INTERNAL_ERROR, f"{slug} answered with a malformed error")
+        result = response.get("result")
+        if not isinstance(result, dict):
+            raise GatewayError(INTERNAL_ERROR, f"{slug} answered without a result object")
+        if session.scope.slug is None:
+            self._learn_task(slug, result)
+        if session.era == "legacy" and shake.era == "legacy":
+            return result
+        server_info = None
+        if session.era == "modern":
+            server_info = SERVER_INFO if session.scope.slug is None else shake.server_info
+        return client_result(
+            call.method,
+            result,
+            client_era=session.era,
+            upstream_era=shake.era,
+            server_info=server_info,
+        )
+
+    def _pick(self, session: ClientSession, slug: str) -> Instance:
+        ready = self.instances.ready(slug)
+        if not ready:
+            if not self.instances.known(slug):
+                raise GatewayError(INVALID_PARAMS, f"no server named {slug!r}")
+            raise NoInstance(f"server {slug!r} has no ready instance (it may be restarting)")
+        if session.era == "modern":
+            return pick(ready)
+        instance = pick(ready, session.sticky.get(slug))
+        session.sticky[slug] = instance.id
+        return instance
+
+    def _learn_task(self, slug: str, result: dict[str, Any]) -> None:
+        task = result.get("task")
+        if isinstance(task, dict) and isinstance(task.get("taskId"), str):
+            self.task_owner[task["taskId"]] = slug
+
+    async def _fan_out(self, scope: Scope, method: str, params: dict[str, Any] | None) -> None:
+        """Send a request to one instance of every server in scope; failures are logged."""
+        slugs = [scope.slug] if scope.slug is not None else self.instances.ready_slugs()
+        for slug in slugs:
+            for instance in self.instances.ready(slug):
+                shake = instance.handshake
+                if shake is None or shake.era != "legacy":
+                    continue
+                try:
+                    await self._upstream_request(instance, method, params, timeout=5.0)
+                except (UpstreamError, TimeoutError) as exc:
+                    log.debug("%s on %s failed: %s", method, instance.id, exc)
+
+    def cancel(self, session: ClientSession, request_id: Any) -> None:
+        """A client's ``notifications/cancelled``: stop serving that request."""
+        call = session.calls.get(request_id)
+        if call is not None and call.task is not None and not call.task.done():
+            call.task.cancel()
+
+
+def _offers(instance: Instance, kind: str) -> bool:
+    shake = instance.handshake
+    return shake is not None and kind in shake.capabilities
+
+
+def _error(request_id: Any, code: int, message: str, data: Any = None) -> Message:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
