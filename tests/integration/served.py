@@ -1,0 +1,67 @@
+"""An in-process gateway on a real 127.0.0.1 socket: the manager, uvicorn and the MCP endpoint
+in the test's event loop, for tests that talk MCP to it with real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from roundhouse.api.app import create_app
+from roundhouse.manager import AsyncManager
+
+from .conftest import make_settings, stdio_spec, wait_state
+
+
+class Served:
+    def __init__(self, manager: AsyncManager, port: int) -> None:
+        self.manager = manager
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def mcp(self, slug: str | None = None) -> str:
+        return f"{self.url}/mcp" if slug is None else f"{self.url}/servers/{slug}/mcp"
+
+    async def add(self, slug: str, script: str, *args: str, **extra: Any) -> None:
+        await self.manager.create_server(stdio_spec(slug, script, *args, **extra))
+        await wait_state(self.manager, slug, "running", timeout=30)
+        await self.catalogued(slug)
+
+    async def catalogued(self, slug: str, timeout: float = 10.0) -> None:
+        """Wait until the aggregate catalog holds the server's tools."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not any(name.startswith(f"{slug}__") for name in self.tool_names()):
+            if loop.time() > deadline:
+                raise AssertionError(f"{slug} never reached the catalog")
+            await asyncio.sleep(0.02)
+
+    def tool_names(self) -> list[str]:
+        return [tool["name"] for tool in self.manager.gateway.catalog.tools()]
+
+
+@asynccontextmanager
+async def serve(tmp_path: Path, **settings: Any) -> AsyncIterator[Served]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    async with AsyncManager(make_settings(tmp_path, port=port, **settings)) as manager:
+        config = uvicorn.Config(
+            create_app(manager, port=port), lifespan="off", log_level="warning", access_log=False
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            yield Served(manager, port)
+        finally:
+            server.should_exit = True
+            await task
