@@ -229,7 +229,9 @@ class InstanceWorker:
             return
         if uptime >= spec.restart.reset_after:
             self._consecutive_restarts = 0
-        self._fast_exits = self._fast_exits + 1 if uptime < spec.restart.fast_exit_seconds else 0
+        if not exit_.transient:
+            fast = uptime < spec.restart.fast_exit_seconds
+            self._fast_exits = self._fast_exits + 1 if fast else 0
         delay = min(
             spec.restart.backoff_initial * 2**self._consecutive_restarts, spec.restart.backoff_max
         )
@@ -305,7 +307,7 @@ class InstanceWorker:
         except OSError as exc:
             raise Ended(f"start failed: {exc.strerror or exc}") from exc
         except RoundhouseError as exc:  # e.g. no free port left in the range
-            raise Ended(exc.message) from exc
+            raise Ended(exc.message, transient=True) from exc
         return None
 
     async def _watch(self) -> None:

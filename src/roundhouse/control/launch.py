@@ -77,10 +77,12 @@ GATEWAY_CLIENT_CAPABILITIES: dict[str, Any] = {
 class Ended(Exception):
     """The instance ended without being asked to: crash, failed start, failed health."""
 
-    def __init__(self, reason: str, code: int | None = None) -> None:
+    def __init__(self, reason: str, code: int | None = None, *, transient: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        #: Not the server's fault (no free port): retried, never counted towards a crash loop.
+        self.transient = transient
 
 
 class Launch:
@@ -226,15 +228,23 @@ class Launch:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.aclose(), CONNECTION_CLOSE_TIMEOUT)
         code: int | None = None
-        if self.process is not None:
-            code = await self.process.stop(StopTimeouts(term=self.spec.timeouts.stop))
-        for task in self._tasks:
-            if not task.done():
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, STDERR_DRAIN_TIMEOUT)
-        if self.port is not None:
-            self._ctx.ports.release(self.port)
-            self.port = self.record.port = None
+        try:
+            if self.process is not None:
+                # An HTTP server does not read stdin: closing it is no cue, skip the grace.
+                grace = 0.0 if isinstance(self.spec.transport, LocalHttpTransport) else None
+                timeouts = StopTimeouts(term=self.spec.timeouts.stop)
+                if grace is not None:
+                    timeouts = StopTimeouts(grace=grace, term=self.spec.timeouts.stop)
+                code = await self.process.stop(timeouts)
+            for task in self._tasks:
+                if not task.done():
+                    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                        await asyncio.wait_for(task, STDERR_DRAIN_TIMEOUT)
+        finally:
+            # Even if the caller is cancelled mid-stop, the port must go back.
+            if self.port is not None:
+                self._ctx.ports.release(self.port)
+                self.port = self.record.port = None
         return code
 
 
