@@ -236,6 +236,12 @@ class ServerSpec(_Model):
     restart: RestartSpec = RestartSpec()
     health: HealthSpec = HealthSpec()
     tools: ToolsSpec = ToolsSpec()
+    #: Which protocol era the gateway speaks to the server. ``auto``: probe ``server/discover``,
+    #: fall back to ``initialize``. ``legacy``/``modern``: that era only (legacy first for
+    #: servers whose tools ask the client for sampling or elicitation, which a 2026-07-28
+    #: connection cannot carry). ``both``: instances alternate, even ordinals legacy, odd ones
+    #: modern, and each client is served by an instance of its own era when one is ready.
+    era: Literal["auto", "legacy", "modern", "both"] = "auto"
     enabled: bool = True
 
     @field_validator("transport", mode="before")

@@ -22,6 +22,7 @@ from roundhouse.cli.gateway import health, import_, up
 from roundhouse.cli.remote import root
 from roundhouse.cli.render import human_duration
 from roundhouse.cli.servers import add, logs, ls, restart, rm, scale, show, start, stop
+from roundhouse.cli.stdio import stdio
 
 __all__ = ["app", "build_spec", "human_duration", "main"]
 
@@ -35,6 +36,7 @@ app = typer.Typer(
 
 app.callback()(root)
 app.command()(up)
+app.command()(stdio)
 app.command(no_args_is_help=True)(add)
 app.command(no_args_is_help=True)(rm)
 app.command("ls")(ls)

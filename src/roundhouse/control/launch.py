@@ -153,7 +153,12 @@ class Launch:
     async def _first_handshake(self, connection: Connection) -> Handshake:
         timeout = self.spec.timeouts.start
         process = self.process
-        shaking = handshake(connection, timeout=timeout, capabilities=GATEWAY_CLIENT_CAPABILITIES)
+        prefer = self.spec.era
+        if prefer == "both":
+            prefer = "legacy" if self.record.ordinal % 2 == 0 else "modern"
+        shaking = handshake(
+            connection, timeout=timeout, capabilities=GATEWAY_CLIENT_CAPABILITIES, prefer=prefer
+        )
         if process is None:
             return await shaking
         # Race the handshake against the process's exit: a server that dies at once must not

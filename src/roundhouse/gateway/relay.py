@@ -39,6 +39,13 @@ CAPABILITY_OF = {
     "elicitation/create": "elicitation",
     "roots/list": "roots",
 }
+SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
+_LISTEN_FLAGS = ("toolsListChanged", "promptsListChanged", "resourcesListChanged")
+_FLAG_OF = {
+    "notifications/tools/list_changed": "toolsListChanged",
+    "notifications/prompts/list_changed": "promptsListChanged",
+    "notifications/resources/list_changed": "resourcesListChanged",
+}
 _LIST_CHANGED = {
     "notifications/tools/list_changed",
     "notifications/prompts/list_changed",
@@ -58,6 +65,29 @@ class _Pending:
         self.session = session
 
 
+class _Listener:
+    """One open ``subscriptions/listen`` stream of a 2026-07-28 client."""
+
+    __slots__ = ("call", "honored", "meta")
+
+    def __init__(self, call: Call, honored: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.call = call
+        self.honored = honored
+        self.meta = meta
+
+
+def _untagged(message: Message) -> Message:
+    """A notification without the subscription tag of the upstream's listen stream."""
+    params = message.get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("_meta"), dict):
+        return message
+    meta = {k: v for k, v in params["_meta"].items() if k != SUBSCRIPTION_ID_META_KEY}
+    rest = {k: v for k, v in params.items() if k != "_meta"}
+    if meta:
+        rest["_meta"] = meta
+    return {**message, "params": rest}
+
+
 class Relay:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -65,6 +95,7 @@ class Relay:
         self._inflight: dict[str, list[Call]] = {}
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
+        self._listeners: set[_Listener] = set()
 
     # --- bookkeeping of calls -----------------------------------------------------------------
 
@@ -115,12 +146,17 @@ class Relay:
                 )
         elif method in _LIST_CHANGED:
             self._gateway.refresh(slug)
-            self._to_transparent_sessions(slug, message)
+            self._to_transparent_sessions(slug, _untagged(message))
+            self._to_transparent_listeners(slug, method)
         elif method == "notifications/resources/updated":
             uri = params.get("uri")
+            plain = _untagged(message)
             for session in self._sessions_seeing(slug):
                 if uri in session.subscriptions or session.scope.slug == slug:
-                    session.push(message)
+                    session.push(plain)
+            self._to_listeners(slug, method, {"uri": uri})
+        elif method == "notifications/subscriptions/acknowledged":
+            pass  # the ack of the gateway's own listen stream to a modern upstream
         elif method == "notifications/message":
             calls = self._inflight.get(instance)
             if calls:
@@ -204,6 +240,67 @@ class Relay:
             if session.scope.slug is None and session.initialized:
                 for kind in ("tools", "prompts", "resources"):
                     session.push({"jsonrpc": "2.0", "method": f"notifications/{kind}/list_changed"})
+        for kind in ("tools", "prompts", "resources"):
+            self._to_listeners(None, f"notifications/{kind}/list_changed", None)
+
+    # --- 2026-07-28 listen streams ------------------------------------------------------------
+
+    async def listen(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
+        """Serve ``subscriptions/listen``: acknowledge, then stream what was asked for until
+        the client goes away (the frontend cancels the call) or the gateway closes."""
+        wanted = params.get("notifications")
+        wanted = wanted if isinstance(wanted, dict) else {}
+        honored: dict[str, Any] = {key: True for key in _LISTEN_FLAGS if wanted.get(key) is True}
+        uris = wanted.get("resourceSubscriptions")
+        if isinstance(uris, list) and uris:
+            honored["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
+        meta = {SUBSCRIPTION_ID_META_KEY: call.client_id}
+        listener = _Listener(call, honored, meta)
+        self._listeners.add(listener)
+        try:
+            call.deliver(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/subscriptions/acknowledged",
+                    "params": {"notifications": honored, "_meta": meta},
+                }
+            )
+            await self._gateway.closed.wait()
+        finally:
+            self._listeners.discard(listener)
+        return {"_meta": meta, "resultType": "complete"}
+
+    def _to_listeners(self, slug: str | None, method: str, params: dict[str, Any] | None) -> None:
+        """Deliver an event to the listen streams that asked for it: ``slug`` None is the
+        gateway's own catalog (aggregate streams), else one server's (both kinds of stream)."""
+        flag = _FLAG_OF.get(method)
+        uri = params.get("uri") if params else None
+        for listener in list(self._listeners):
+            scope = listener.call.session.scope
+            if (slug is None and scope.slug is not None) or (
+                slug is not None and scope.slug not in (None, slug)
+            ):
+                continue
+            honored = listener.honored
+            if flag is not None and honored.get(flag) is not True:
+                continue
+            if flag is None and uri not in honored.get("resourceSubscriptions", ()):
+                continue
+            listener.call.deliver(
+                {
+                    "jsonrpc": "2.0",
+                    "method": method,
+                    "params": {**(params or {}), "_meta": listener.meta},
+                }
+            )
+
+    def _to_transparent_listeners(self, slug: str, method: str) -> None:
+        flag = _FLAG_OF[method]
+        for listener in list(self._listeners):
+            if listener.call.session.scope.slug == slug and listener.honored.get(flag) is True:
+                listener.call.deliver(
+                    {"jsonrpc": "2.0", "method": method, "params": {"_meta": listener.meta}}
+                )
 
     def _to_transparent_sessions(self, slug: str, message: Message) -> None:
         for session in self._gateway.sessions.all():

@@ -27,6 +27,7 @@ from roundhouse.protocol.eras import (
     DISCOVER_METHOD,
     HANDSHAKE_VERSIONS,
     LATEST_HANDSHAKE_VERSION,
+    LOG_LEVEL_META_KEY,
     MODERN_VERSIONS,
     SERVER_INFO_META_KEY,
 )
@@ -54,6 +55,9 @@ GATEWAY_CAPABILITIES: dict[str, Any] = {
     "completions": {},
 }
 PAGE_SIZE = 500
+#: How long one listen stream to a modern upstream stays open before it is opened anew.
+UPSTREAM_LISTEN_SECONDS = 24 * 3600.0
+_LISTEN_KINDS = ("toolsListChanged", "promptsListChanged", "resourcesListChanged")
 #: Upstream list pages read before a server's list is taken as complete.
 MAX_UPSTREAM_PAGES = 100
 #: Seconds a list request to an upstream may take when the catalog is refreshed.
@@ -89,6 +93,9 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresh_locks: dict[str, asyncio.Lock] = {}
         self._closing = False
+        self._listening: set[str] = set()
+        #: Set at shutdown: open listen streams end with their final result.
+        self.closed = asyncio.Event()
         #: task id -> server, learnt from results, for tasks/* on the aggregate endpoint.
         self.task_owner: dict[str, str] = {}
 
@@ -101,6 +108,7 @@ class Gateway:
 
     async def close(self) -> None:
         self._closing = True
+        self.closed.set()
         self.bus.remove_listener(self._on_event)
         for session in self.sessions.all():
             self.sessions.close(session.id)
@@ -166,6 +174,31 @@ class Gateway:
             )
             if self.catalog.version != before:
                 self.relay.announce_lists_changed(slug)
+            for candidate in ready:
+                self._listen_upstream(candidate)
+
+    def _listen_upstream(self, instance: Instance) -> None:
+        """A modern upstream tells of list changes only on a ``subscriptions/listen`` stream:
+        keep one open per instance (its notifications reach the relay like any other)."""
+        shake = instance.handshake
+        if shake is None or shake.era != "modern" or instance.id in self._listening:
+            return
+        self._listening.add(instance.id)
+
+        async def listen() -> None:
+            try:
+                await self._upstream_request(
+                    instance,
+                    "subscriptions/listen",
+                    {"notifications": dict.fromkeys(_LISTEN_KINDS, True)},
+                    timeout=UPSTREAM_LISTEN_SECONDS,
+                )
+            except (UpstreamError, TimeoutError) as exc:
+                log.debug("%s: listen stream ended: %s", instance.id, exc)
+            finally:
+                self._listening.discard(instance.id)
+
+        self.spawn(listen(), f"listen {instance.id}")
 
     def _withdraw(self, slug: str) -> None:
         before = self.catalog.version
@@ -281,7 +314,13 @@ class Gateway:
         if method == DISCOVER_METHOD:
             return self.discover(scope)
         if method == "initialize":
+            if session.era == "modern":
+                raise GatewayError(METHOD_NOT_FOUND, "initialize is not part of 2026-07-28")
             raise GatewayError(INVALID_PARAMS, "the session is already initialized")
+        if method == "subscriptions/listen":
+            if session.era != "modern":
+                raise GatewayError(METHOD_NOT_FOUND, "subscriptions/listen is a 2026-07-28 method")
+            return await self.relay.listen(call, params or {})
         if method == "logging/setLevel" and session.era == "legacy":
             level = params.get("level") if params else None
             if not isinstance(level, str):
@@ -394,6 +433,7 @@ class Gateway:
             client_info=session.client_info or SERVER_INFO,
             client_capabilities=session.capabilities,
             progress_token=token,
+            log_level=_log_level(session, meta),
         )
         if sent is not None:
             outgoing["params"] = sent
@@ -439,8 +479,8 @@ class Gateway:
                 raise GatewayError(INVALID_PARAMS, f"no server named {slug!r}")
             raise NoInstance(f"server {slug!r} has no ready instance (it may be restarting)")
         if session.era == "modern":
-            return pick(ready)
-        instance = pick(ready, session.sticky.get(slug))
+            return pick(ready, era="modern")
+        instance = pick(ready, session.sticky.get(slug), era="legacy")
         session.sticky[slug] = instance.id
         return instance
 
@@ -467,6 +507,14 @@ class Gateway:
         call = session.calls.get(request_id)
         if call is not None and call.task is not None and not call.task.done():
             call.task.cancel()
+
+
+def _log_level(session: ClientSession, meta: Any) -> str | None:
+    """The level a modern upstream should log at for this request: the modern client's own
+    ``_meta`` level, or what a legacy client set with ``logging/setLevel``."""
+    if isinstance(meta, dict) and isinstance(meta.get(LOG_LEVEL_META_KEY), str):
+        return str(meta[LOG_LEVEL_META_KEY])
+    return session.log_level
 
 
 def _offers(instance: Instance, kind: str) -> bool:

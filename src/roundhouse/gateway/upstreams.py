@@ -49,14 +49,21 @@ class NoInstance(UpstreamError):
     """The server exists but none of its instances can take a call right now."""
 
 
-def pick(instances: Sequence[Instance], sticky: str | None = None) -> Instance:
-    """The instance for the next call: the sticky one if ready, else the least busy healthy."""
+def pick(
+    instances: Sequence[Instance], sticky: str | None = None, era: str | None = None
+) -> Instance:
+    """The instance for the next call: the sticky one if ready, else the least busy healthy,
+    one that speaks the client's ``era`` natively when there is one."""
     if not instances:
         raise NoInstance("no instance of this server is ready")
     if sticky is not None:
         for instance in instances:
             if instance.id == sticky:
                 return instance
+    if era is not None and len(instances) > 1:
+        native = [i for i in instances if i.handshake is not None and i.handshake.era == era]
+        if native:
+            instances = native
     best = instances[0]
     for instance in instances[1:]:
         if (instance.degraded, instance.outstanding) < (best.degraded, best.outstanding):

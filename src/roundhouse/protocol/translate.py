@@ -52,6 +52,7 @@ def upstream_params(
     client_info: dict[str, Any],
     client_capabilities: dict[str, Any],
     progress_token: Any = None,
+    log_level: str | None = None,
 ) -> dict[str, Any] | None:
     """The params to send upstream: the client's, its envelope replaced by the upstream's.
 
@@ -74,6 +75,8 @@ def upstream_params(
         new_meta["progressToken"] = progress_token
     if upstream_era == "modern":
         new_meta.update(modern_meta(upstream_version, client_info, client_capabilities))
+        if log_level is not None:
+            new_meta[LOG_LEVEL_META_KEY] = log_level
     if new_meta:
         new["_meta"] = new_meta
     else:

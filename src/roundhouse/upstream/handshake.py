@@ -41,14 +41,24 @@ async def handshake(
     timeout: float,
     client_info: dict[str, Any] = DEFAULT_CLIENT_INFO,
     capabilities: dict[str, Any] | None = None,
+    prefer: str = "auto",
 ) -> Handshake:
     """Negotiate the era with the server behind ``conn``; each wait is bounded by ``timeout``.
+
+    ``prefer``: ``"auto"`` probes ``server/discover`` and falls back to ``initialize`` (the
+    SDK's rule); ``"legacy"`` tries ``initialize`` first and probes only if it is refused;
+    ``"modern"`` accepts nothing but ``server/discover``.
 
     Raises UpstreamTimeout (naming the method that went unanswered), UpstreamProtocolError (an
     answer that is not a usable handshake, or no version in common), UpstreamRpcError (the server
     refused ``initialize``), UpstreamClosed.
     """
     client_capabilities = capabilities or {}
+    if prefer == "legacy":
+        try:
+            return await _initialize(conn, timeout, client_info, client_capabilities)
+        except UpstreamRpcError:
+            pass  # a modern-only server: probe it
     version = LATEST_MODERN_VERSION
     for attempt in range(2):
         try:
@@ -70,6 +80,8 @@ async def handshake(
                 return Handshake.from_discover_result(
                     result, modern, client_info=client_info, client_capabilities=client_capabilities
                 )
+        if prefer != "auto":
+            raise UpstreamProtocolError(f"the server does not speak the {prefer} era")
         try:
             return await _initialize(conn, timeout, client_info, client_capabilities)
         except UpstreamRpcError as exc:
