@@ -116,7 +116,9 @@ class LocalHttpTransport(_CommandMixin):
     """
 
     type: Literal["local-http"] = "local-http"
-    health_path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=1024)] = "/health"
+    #: Polled until it answers 2xx before the MCP handshake; ``None``: wait until the port
+    #: accepts connections (for servers with no health route).
+    health_path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=1024)] | None = "/health"
     mcp_path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=1024)] = "/mcp"
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ import typer
 if TYPE_CHECKING:
     import uvicorn
 
+    from roundhouse.gateway.frontends.stdio import StdioFrontend, StdioPipes
     from roundhouse.gateway.service import Gateway
     from roundhouse.manager import AsyncManager
     from roundhouse.settings import Settings
@@ -78,39 +79,86 @@ def stdio(
 
 
 def run_stdio(config_path: Path | None, overrides: dict[str, Any], *, http: bool = False) -> int:
-    """Load settings and config, serve until the client goes; returns the exit code."""
-    from roundhouse.config import load_config, settings_from_file
-    from roundhouse.errors import RoundhouseError
-    from roundhouse.settings import Settings
+    """Serve the client on stdin/stdout until it goes; returns the exit code."""
+    from roundhouse.gateway.frontends.stdio import StdioPipes
 
-    given = {key: value for key, value in overrides.items() if value is not None}
-    path = config_path or (
-        Path(os.environ["ROUNDHOUSE_CONFIG"]) if os.environ.get("ROUNDHOUSE_CONFIG") else None
-    )
-    servers: list[ServerSpec] = []
+    # First of all: from here on nothing but the wire reaches the client's stdout.
+    pipes = StdioPipes.claim()
     try:
-        if path is not None:
-            loaded = load_config(path)
-            settings = settings_from_file(loaded, **given)
-            servers = list(loaded.servers)
-        else:
-            settings = Settings(**given)
-    except RoundhouseError as exc:
-        print(f"roundhouse: {exc.message}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"roundhouse: {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"roundhouse: invalid settings: {exc}", file=sys.stderr)
-        return 2
+        return asyncio.run(_main(pipes, config_path, overrides, http=http))
+    finally:
+        pipes.release()
+
+
+async def _main(
+    pipes: StdioPipes, config_path: Path | None, overrides: dict[str, Any], *, http: bool
+) -> int:
+    from roundhouse.gateway.frontends.stdio import StdioFrontend
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # A second signal during shutdown changes nothing: the sequence is bounded.
+        loop.add_signal_handler(sig, stop.set)
+    pipes.start()
+    # The client is answered from the start (``initialize`` needs no server); what reaches the
+    # servers waits until the gateway is attached.
+    frontend = StdioFrontend()
+    serving = asyncio.create_task(frontend.serve(pipes.read, pipes.write), name="stdio serve")
+    ended = asyncio.create_task(_first(serving, stop, pipes.broken), name="stdio ended")
+    run = asyncio.create_task(_run(frontend, serving, ended, config_path, overrides, http=http))
+    try:
+        await asyncio.wait((run, ended), return_when=asyncio.FIRST_COMPLETED)
+        if not run.done() and not frontend.attached:
+            run.cancel()  # the client went (or a signal came) while starting up
+        try:
+            return await run
+        except asyncio.CancelledError:
+            return 0
+    finally:
+        for task in (serving, ended):
+            task.cancel()
+        await asyncio.gather(serving, ended, return_exceptions=True)
+        await pipes.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(
+    frontend: StdioFrontend,
+    serving: asyncio.Task[None],
+    ended: asyncio.Task[None],
+    config_path: Path | None,
+    overrides: dict[str, Any],
+    *,
+    http: bool,
+) -> int:
+    # Importing the control plane and reading the config take a second or more: in a thread,
+    # so that the loop answers the client meanwhile.
+    loaded = await asyncio.to_thread(_load, config_path, overrides)
+    if isinstance(loaded, int):
+        return loaded
+    settings, servers = loaded
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from roundhouse.errors import RoundhouseError
+    from roundhouse.manager import AsyncManager
+
     try:
-        asyncio.run(_serve(settings, servers, http=http))
+        async with AsyncManager(settings, servers=servers) as manager:
+            frontend.attach(manager.gateway, startup=lambda: _servers_listed(manager, STARTUP_WAIT))
+            web = await _start_http(manager) if http else None
+            await ended
+            manager.closing.set()
+            # Calls end before their servers do: the client gets no "server closed" errors.
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            if web is not None:
+                await _stop_http(*web)
+            log.info("stopping every server")
     except RoundhouseError as exc:
         print(f"roundhouse: {exc.message}", file=sys.stderr)
         return 1
@@ -120,46 +168,38 @@ def run_stdio(config_path: Path | None, overrides: dict[str, Any], *, http: bool
     return 0
 
 
-async def _serve(settings: Settings, servers: list[ServerSpec], *, http: bool) -> None:
-    from roundhouse.gateway.frontends.stdio import StdioFrontend, StdioPipes
-    from roundhouse.manager import AsyncManager
+def _load(
+    config_path: Path | None, overrides: dict[str, Any]
+) -> tuple[Settings, list[ServerSpec]] | int:
+    """Settings and the config's servers, or the exit code after saying what is wrong."""
+    import roundhouse.manager  # noqa: F401 - imported here, off the loop
+    from roundhouse.config import load_config, settings_from_file
+    from roundhouse.errors import RoundhouseError
+    from roundhouse.settings import Settings
 
-    # First of all: from here on nothing but the wire reaches the client's stdout.
-    pipes = StdioPipes.claim()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # A second signal during shutdown changes nothing: the sequence is bounded.
-        loop.add_signal_handler(sig, stop.set)
-    pipes.start()
+    given = {key: value for key, value in overrides.items() if value is not None}
+    path = config_path or (
+        Path(os.environ["ROUNDHOUSE_CONFIG"]) if os.environ.get("ROUNDHOUSE_CONFIG") else None
+    )
     try:
-        async with AsyncManager(settings, servers=servers) as manager:
-            frontend = StdioFrontend(
-                manager.gateway,
-                max_line_bytes=settings.max_mcp_body_bytes,
-                startup=lambda: _servers_listed(manager, STARTUP_WAIT),
-            )
-            web = await _start_http(manager) if http else None
-            serving = asyncio.create_task(frontend.serve(pipes.read, pipes.write))
-            ended = asyncio.create_task(_either(stop, pipes.broken))
-            await asyncio.wait((serving, ended), return_when=asyncio.FIRST_COMPLETED)
-            manager.closing.set()
-            for task in (serving, ended):
-                task.cancel()
-            await asyncio.gather(serving, ended, return_exceptions=True)
-            if web is not None:
-                await _stop_http(*web)
-            log.info("stopping every server")
-    finally:
-        await pipes.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        if path is None:
+            return Settings(**given), []
+        loaded = load_config(path)
+        return settings_from_file(loaded, **given), list(loaded.servers)
+    except RoundhouseError as exc:
+        print(f"roundhouse: {exc.message}", file=sys.stderr)
+    except OSError as exc:
+        print(f"roundhouse: {path}: {exc.strerror or exc}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"roundhouse: invalid settings: {exc}", file=sys.stderr)
+    return 2
 
 
-async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+async def _first(serving: asyncio.Task[None], *events: asyncio.Event) -> None:
+    """Return when the client went (end of input, a closed stdout) or a stop signal came."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((serving, *waits), return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waits:
             waiter.cancel()

@@ -136,7 +136,10 @@ class Launch:
                 record.endpoint = f"stdio://{process.pid}"
             else:
                 base = f"http://127.0.0.1:{self.port}"
-                await self._wait_for_health(base + transport.health_path, process)
+                if transport.health_path is None:
+                    await self._wait_for_port(process)
+                else:
+                    await self._wait_for_health(base + transport.health_path, process)
                 self.connection = HttpConnection(
                     base + transport.mcp_path, client=self._ctx.http, on_message=self._relay()
                 )
@@ -188,6 +191,19 @@ class Launch:
                 pass
             await asyncio.sleep(HEALTH_POLL_SECONDS)
 
+    async def _wait_for_port(self, process: ManagedProcess) -> None:
+        while True:
+            if process.returncode is not None:
+                code = process.returncode
+                raise Ended(f"exited with code {code} during start", code)
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(HEALTH_POLL_SECONDS)
+                continue
+            writer.close()
+            return
+
     def _auth_headers(self) -> dict[str, str]:
         auth = self.spec.auth
         if auth.type == "bearer" and auth.token is not None:
@@ -204,8 +220,9 @@ class Launch:
         transport = self.spec.transport
         timeout = self.spec.health.timeout
         try:
-            if isinstance(transport, LocalHttpTransport) and self.port is not None:
-                url = f"http://127.0.0.1:{self.port}{transport.health_path}"
+            path = transport.health_path if isinstance(transport, LocalHttpTransport) else None
+            if path is not None and self.port is not None:
+                url = f"http://127.0.0.1:{self.port}{path}"
                 response = await self._ctx.http.get(url, timeout=timeout)
                 if not response.is_success:
                     return f"health path answered {response.status_code}", None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from roundhouse.errors import UpstreamError
 from roundhouse.gateway.sessions import Call, ClientSession
 from roundhouse.protocol.jsonrpc import METHOD_NOT_FOUND, Message
-from roundhouse.upstream.base import Connection
+from roundhouse.upstream.base import RELATED_KEY, Connection
 
 if TYPE_CHECKING:
     from roundhouse.gateway.service import Gateway
@@ -96,6 +96,7 @@ class Relay:
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._listeners: set[_Listener] = set()
+        self._by_upstream_id: dict[str, Call] = {}
 
     # --- bookkeeping of calls -----------------------------------------------------------------
 
@@ -105,10 +106,12 @@ class Relay:
         return token
 
     def call_started(self, call: Call) -> None:
+        self._by_upstream_id[call.upstream_id] = call
         if call.instance is not None:
             self._inflight.setdefault(call.instance, []).append(call)
 
     def call_ended(self, call: Call, token: str | None) -> None:
+        self._by_upstream_id.pop(call.upstream_id, None)
         if token is not None:
             self._progress.pop(token, None)
         calls = self._inflight.get(call.instance or "")
@@ -129,8 +132,12 @@ class Relay:
         method = message.get("method")
         if not isinstance(method, str):
             return
+        related = None
+        if RELATED_KEY in message:
+            message = dict(message)
+            related = self._by_upstream_id.get(message.pop(RELATED_KEY))
         if "id" in message:
-            self._upstream_request(slug, instance, message, method)
+            self._upstream_request(slug, instance, message, method, related)
             return
         params = message.get("params")
         params = params if isinstance(params, dict) else {}
@@ -159,7 +166,9 @@ class Relay:
             pass  # the ack of the gateway's own listen stream to a modern upstream
         elif method == "notifications/message":
             calls = self._inflight.get(instance)
-            if calls:
+            if related is not None:
+                related.deliver(message)
+            elif calls:
                 calls[-1].deliver(message)
             else:
                 for session in self._sessions_seeing(slug):
@@ -169,7 +178,9 @@ class Relay:
         else:
             self._to_transparent_sessions(slug, message)
 
-    def _upstream_request(self, slug: str, instance: str, message: Message, method: str) -> None:
+    def _upstream_request(
+        self, slug: str, instance: str, message: Message, method: str, related: Call | None
+    ) -> None:
         connection = self._connection(slug, instance)
         if connection is None:
             return
@@ -177,6 +188,17 @@ class Relay:
             self._answer(connection, {"jsonrpc": "2.0", "id": message["id"], "result": {}})
             return
         capability = CAPABILITY_OF.get(method)
+        if related is not None and (capability is None or related.session.can(capability)):
+            # The upstream said whose call this is (an HTTP upstream's per-request stream).
+            if related.session.era == "modern":
+                if self._gateway.bridge.ask(related, connection, message):
+                    return
+            else:
+                self._forward_request(related, connection, instance, message)
+                return
+        modern = self._modern_call(instance, capability)
+        if modern is not None and self._gateway.bridge.ask(modern, connection, message):
+            return
         target = self._target_call(instance, capability)
         if target is None:
             self._answer(
@@ -192,6 +214,11 @@ class Relay:
                 },
             )
             return
+        self._forward_request(target, connection, instance, message)
+
+    def _forward_request(
+        self, target: Call, connection: Connection, instance: str, message: Message
+    ) -> None:
         gateway_id = f"rh-{next(self._ids)}"
         self._pending[gateway_id] = _Pending(connection, instance, message["id"], target.session)
         target.deliver({**message, "id": gateway_id})
@@ -202,6 +229,15 @@ class Relay:
             if session.era != "legacy":
                 continue  # 2026-07-28 clients take no server-to-client requests
             if capability is None or session.can(capability):
+                return call
+        return None
+
+    def _modern_call(self, instance: str, capability: str | None) -> Call | None:
+        """The most recent 2026-07-28 call on the instance that can take this input."""
+        for call in reversed(self._inflight.get(instance, [])):
+            session = call.session
+            takes_input = session.era == "modern" and call.input_needed is not None
+            if takes_input and (capability is None or session.can(capability)):
                 return call
         return None
 
@@ -315,6 +351,9 @@ class Relay:
             if candidate.id == instance:
                 return candidate.connection
         return None
+
+    def answer(self, connection: Connection, message: Message) -> None:
+        self._answer(connection, message)
 
     def _answer(self, connection: Connection, message: Message) -> None:
         async def send() -> None:

@@ -19,6 +19,7 @@ from roundhouse import __version__
 from roundhouse.errors import InvalidInput, RoundhouseError, UpstreamError
 from roundhouse.events import Event, EventBus
 from roundhouse.gateway.catalog import Catalog
+from roundhouse.gateway.mrtr import InputBridge, Parked
 from roundhouse.gateway.paging import merge_cache_hints, page
 from roundhouse.gateway.relay import Relay
 from roundhouse.gateway.sessions import Call, ClientSession, Scope, SessionTable
@@ -30,6 +31,7 @@ from roundhouse.protocol.eras import (
     LOG_LEVEL_META_KEY,
     MODERN_VERSIONS,
     SERVER_INFO_META_KEY,
+    Handshake,
 )
 from roundhouse.protocol.jsonrpc import (
     INTERNAL_ERROR,
@@ -90,6 +92,7 @@ class Gateway:
             max_name_length=settings.max_name_length,
         )
         self.relay = Relay(self)
+        self.bridge = InputBridge()
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresh_locks: dict[str, asyncio.Lock] = {}
         self._closing = False
@@ -109,6 +112,7 @@ class Gateway:
     async def close(self) -> None:
         self._closing = True
         self.closed.set()
+        self.bridge.close()
         self.bus.remove_listener(self._on_event)
         for session in self.sessions.all():
             self.sessions.close(session.id)
@@ -415,7 +419,12 @@ class Gateway:
     ) -> dict[str, Any]:
         """Send the request to one instance of ``slug`` and shape its answer for the client."""
         session = call.session
-        instance = self._pick(session, slug)
+        state = params.get("requestState") if params else None
+        parked = self.bridge.take(state) if session.era == "modern" else None
+        if parked is not None:
+            return await self._resume(call, slug, parked, params or {})
+        owner = self.bridge.state_owner.get(state) if isinstance(state, str) else None
+        instance = self._pick(session, slug, owner)
         connection, shake = instance.connection, instance.handshake
         if connection is None or shake is None:
             raise NoInstance(f"server {slug!r} has no ready instance")
@@ -425,7 +434,9 @@ class Gateway:
         if isinstance(meta, dict) and "progressToken" in meta:
             call.progress_token = meta["progressToken"]
             token = self.relay.track_progress(call)
-        outgoing: Message = {"jsonrpc": "2.0", "id": call.client_id, "method": call.method}
+        # A gateway-wide id: an HTTP upstream tags what it sends about this request with it,
+        # which tells the relay exactly whose call a sampling request belongs to.
+        outgoing: Message = {"jsonrpc": "2.0", "id": call.upstream_id, "method": call.method}
         sent = upstream_params(
             params,
             upstream_era=shake.era,
@@ -440,10 +451,50 @@ class Gateway:
         self.relay.call_started(call)
         instance.outstanding += 1
         try:
-            response = await connection.send_request_raw(outgoing, timeout=instance.call_timeout)
+            if session.era == "modern" and shake.era == "legacy":
+                # The upstream may ask for input mid-call: the bridge owns the upstream call.
+                upstream = asyncio.ensure_future(
+                    connection.send_request_raw(outgoing, timeout=instance.call_timeout)
+                )
+                answer = await self.bridge.wait(call, upstream, instance.id)
+                if "resultType" in answer:
+                    return answer
+                response = answer
+            else:
+                response = await connection.send_request_raw(
+                    outgoing, timeout=instance.call_timeout
+                )
         finally:
             instance.outstanding -= 1
             self.relay.call_ended(call, token)
+        return self._shape(call, slug, shake, response)
+
+    async def _resume(
+        self, call: Call, slug: str, parked: Parked, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The retry of a 2026-07-28 client whose call was parked: answer the upstream's
+        requests with its inputResponses, then wait on the same upstream call."""
+        problem = self.bridge.resume(parked, params.get("inputResponses"), self.relay.answer)
+        if problem is not None:
+            raise GatewayError(INVALID_PARAMS, problem)
+        instance = next((i for i in self.instances.ready(slug) if i.id == parked.instance), None)
+        shake = instance.handshake if instance is not None else None
+        if shake is None:
+            parked.upstream.cancel()
+            raise NoInstance(f"the instance of {slug!r} holding this request is gone")
+        call.slug, call.instance = slug, parked.instance
+        self.relay.call_started(call)
+        try:
+            answer = await self.bridge.wait(call, parked.upstream, parked.instance)
+        finally:
+            self.relay.call_ended(call, None)
+        if "resultType" in answer:
+            return answer
+        return self._shape(call, slug, shake, answer)
+
+    def _shape(self, call: Call, slug: str, shake: Handshake, response: Message) -> dict[str, Any]:
+        """An upstream response as the client's result (or its error raised)."""
+        session = call.session
         error = response.get("error")
         if error is not None:
             if isinstance(error, dict):
@@ -459,6 +510,10 @@ class Gateway:
             raise GatewayError(INTERNAL_ERROR, f"{slug} answered without a result object")
         if session.scope.slug is None:
             self._learn_task(slug, result)
+        state = result.get("requestState")
+        if result.get("resultType") == "input_required" and isinstance(state, str):
+            # The retry must reach the instance that holds this state.
+            self.bridge.state_owner[state] = call.instance or ""
         if session.era == "legacy" and shake.era == "legacy":
             return result
         server_info = None
@@ -472,14 +527,14 @@ class Gateway:
             server_info=server_info,
         )
 
-    def _pick(self, session: ClientSession, slug: str) -> Instance:
+    def _pick(self, session: ClientSession, slug: str, owner: str | None = None) -> Instance:
         ready = self.instances.ready(slug)
         if not ready:
             if not self.instances.known(slug):
                 raise GatewayError(INVALID_PARAMS, f"no server named {slug!r}")
             raise NoInstance(f"server {slug!r} has no ready instance (it may be restarting)")
         if session.era == "modern":
-            return pick(ready, era="modern")
+            return pick(ready, owner, era="modern")
         instance = pick(ready, session.sticky.get(slug), era="legacy")
         session.sticky[slug] = instance.id
         return instance

@@ -24,6 +24,7 @@ from roundhouse.protocol.jsonrpc import Message
 
 __all__ = ["Call", "ClientSession", "Scope", "SessionTable"]
 
+_CALL_IDS = itertools.count(1)
 #: Messages queued for a session's GET stream before the oldest are dropped.
 OUTBOX_LIMIT = 1000
 
@@ -87,6 +88,12 @@ class Call:
     outbox: list[Message] = field(default_factory=list)
     related: asyncio.Future[None] | None = None
     task: asyncio.Task[Any] | None = None
+    #: Set while a 2026-07-28 client's call waits on a legacy upstream: a server-to-client
+    #: request then becomes part of an ``input_required`` answer (``gateway/mrtr.py``).
+    input_needed: asyncio.Future[None] | None = None
+    input_requests: dict[str, tuple[Any, Any, Message]] = field(default_factory=dict)
+    #: The id this call carries upstream: unique in the gateway, unlike the client's own.
+    upstream_id: str = field(default_factory=lambda: f"rh-{next(_CALL_IDS)}")
 
     def deliver(self, message: Message) -> None:
         self.outbox.append(message)

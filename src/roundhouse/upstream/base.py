@@ -20,10 +20,16 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 from roundhouse.errors import UpstreamError, UpstreamProtocolError
 from roundhouse.protocol.jsonrpc import Message
 
-__all__ = ["Connection", "MessageHandler", "UpstreamRpcError", "result_of"]
+__all__ = ["RELATED_KEY", "Connection", "MessageHandler", "UpstreamRpcError", "result_of"]
 
 MessageHandler: TypeAlias = Callable[[Message], None]
 """Receives notifications and server-to-client requests; called on the reader, must not block."""
+
+
+#: Key a connection adds to a message the server sent in the middle of one request's answer (an
+#: HTTP upstream's SSE stream for that POST): the id the caller gave that request. Not JSON-RPC:
+#: whoever receives the message takes it off before passing the message on.
+RELATED_KEY = "_related"
 
 
 class UpstreamRpcError(UpstreamError):
@@ -58,7 +64,9 @@ class Connection(Protocol):
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None: ...
 
-    async def send_request_raw(self, message: Message, *, timeout: float) -> Message:
+    async def send_request_raw(
+        self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
+    ) -> Message:
         """Forward a client's request verbatim under one of our ids; the answer carries its id."""
         ...
 

@@ -42,7 +42,7 @@ from roundhouse.protocol.eras import (
     encode_header_value,
 )
 from roundhouse.protocol.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, Message
-from roundhouse.upstream.base import MessageHandler, UpstreamRpcError, result_of
+from roundhouse.upstream.base import RELATED_KEY, MessageHandler, UpstreamRpcError, result_of
 
 __all__ = ["SESSION_DELETE_TIMEOUT", "HttpConnection", "UpstreamSessionExpired"]
 
@@ -117,11 +117,15 @@ class HttpConnection:
             message["params"] = params
         return result_of(await self._exchange(message, method, timeout), method)
 
-    async def send_request_raw(self, message: Message, *, timeout: float) -> Message:
-        """Forward a request under our own id; the answer (result or error) gets its id back."""
+    async def send_request_raw(
+        self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
+    ) -> Message:
+        """Forward a request under our own id; the answer (result or error) gets its id back.
+        ``headers`` go with it (the ``Mcp-Param-*`` headers a modern upstream checks)."""
         method = message.get("method")
         outgoing = {**message, "id": next(self._ids)}
-        answer = await self._exchange(outgoing, method if isinstance(method, str) else "?", timeout)
+        name = method if isinstance(method, str) else "?"
+        answer = await self._exchange(outgoing, name, timeout, headers, message.get("id"))
         answer["id"] = message.get("id")
         return answer
 
@@ -144,22 +148,37 @@ class HttpConnection:
             sent_session = MCP_SESSION_ID_HEADER in response.request.headers
             self._raise_for_status(response.status_code, method, sent_session)
 
-    async def _exchange(self, message: Message, method: str, timeout: float) -> Message:
+    async def _exchange(
+        self,
+        message: Message,
+        method: str,
+        timeout: float,
+        extra_headers: dict[str, str] | None = None,
+        related: Any = None,
+    ) -> Message:
         self._check_open(method)
         request_id = message["id"]
         self._in_flight += 1
         try:
             with _mapped_errors(self.name, method, timeout):
                 async with asyncio.timeout(timeout):
-                    return await self._post(message, method, request_id)
+                    return await self._post(message, method, request_id, extra_headers, related)
         finally:
             self._in_flight -= 1
 
-    async def _post(self, message: Message, method: str, request_id: Any) -> Message:
+    async def _post(
+        self,
+        message: Message,
+        method: str,
+        request_id: Any,
+        extra_headers: dict[str, str] | None = None,
+        related: Any = None,
+    ) -> Message:
         body = orjson.dumps(message)
-        request = self._client.build_request(
-            "POST", self.url, content=body, headers=self._headers_for(message)
-        )
+        headers = self._headers_for(message)
+        if extra_headers:
+            headers = {**headers, **extra_headers}
+        request = self._client.build_request("POST", self.url, content=body, headers=headers)
         response = await self._client.send(request, stream=True)
         try:
             status = response.status_code
@@ -186,7 +205,7 @@ class HttpConnection:
                         f"{self.name}: the answer to {method} is not its response"
                     )
             elif content_type.startswith("text/event-stream"):
-                answer = await self._from_sse(response, method, request_id)
+                answer = await self._from_sse(response, method, request_id, related)
             else:
                 raise UpstreamProtocolError(
                     f"{self.name}: unexpected content type {content_type!r} answering {method}"
@@ -199,7 +218,9 @@ class HttpConnection:
                 self.protocol_version = result["protocolVersion"]
         return answer
 
-    async def _from_sse(self, response: httpx.Response, method: str, request_id: Any) -> Message:
+    async def _from_sse(
+        self, response: httpx.Response, method: str, request_id: Any, related: Any = None
+    ) -> Message:
         async for data in _sse_data(response.aiter_lines()):
             message = _as_message(data.encode())
             if message is None:
@@ -207,6 +228,8 @@ class HttpConnection:
             if "method" not in message and message.get("id") == request_id:
                 return message
             if self._on_message is not None:
+                if related is not None:
+                    message = {**message, RELATED_KEY: related}
                 try:
                     self._on_message(message)
                 except Exception:

@@ -188,8 +188,11 @@ class StdioConnection:
             message["params"] = params
         return result_of(await self._roundtrip(message, method, _OURS, timeout), method)
 
-    async def send_request_raw(self, message: Message, *, timeout: float) -> Message:
-        """Forward a request under our own id; the answer (result or error) gets its id back."""
+    async def send_request_raw(
+        self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
+    ) -> Message:
+        """Forward a request under our own id; the answer (result or error) gets its id back.
+        (``headers`` are an HTTP matter: stdio has none.)"""
         method = message.get("method")
         return await self._roundtrip(
             dict(message), method if isinstance(method, str) else "?", message.get("id"), timeout

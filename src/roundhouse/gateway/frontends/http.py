@@ -61,6 +61,12 @@ DISCONNECT_WATCH_AFTER = 1.0
 #: A quiet GET stream sends a comment this often, so proxies keep it open.
 KEEPALIVE_SECONDS = 15.0
 _JSON = [(b"content-type", b"application/json")]
+#: Headers a 2026-07-28 request routes by: two copies of one are a mismatch (first-copy and
+#: last-copy readers would disagree), as in the SDK's ``find_duplicated_routing_header``.
+_ROUTING_HEADERS = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
+#: Where ``__call__`` notes a repeated routing header in the folded header dict (no real header
+#: name starts with a colon).
+_DUPLICATE = b":duplicate"
 _SSE = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -75,12 +81,20 @@ def is_mcp_path(path: str) -> bool:
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, code: int, message: str, data: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        data: Any = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.data = data
+        self.headers = headers
 
 
 class McpHttpApp:
@@ -101,14 +115,14 @@ class McpHttpApp:
             endpoint = Endpoint(match.group(1))
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
-            # Two copies of a header we judge by: both must pass.
-            if (
-                name in headers
-                and name in (b"origin", b"host")
-                and not self._origin_ok(name, value)
-            ):
-                await _reply(send, 403, _error(None, INVALID_REQUEST, "origin not allowed"))
-                return
+            if name in headers:
+                # Two copies of a header we judge by: both must pass (the first is checked
+                # here, before the second replaces it; the last one after the loop).
+                if name in (b"origin", b"host") and not self._origin_ok(name, headers[name]):
+                    await _reply(send, 403, _error(None, INVALID_REQUEST, "origin not allowed"))
+                    return
+                if name in _ROUTING_HEADERS:
+                    headers[_DUPLICATE] = name
             headers[name] = value
         if not (self._origin_ok(b"origin", headers.get(b"origin"))):
             await _reply(send, 403, _error(None, INVALID_REQUEST, "origin not allowed"))
@@ -141,6 +155,7 @@ class McpHttpApp:
                 send,
                 rejection.status,
                 _error(None, rejection.code, rejection.message, rejection.data),
+                rejection.headers,
             )
 
     def _origin_ok(self, name: bytes, value: bytes | None) -> bool:
@@ -156,7 +171,12 @@ class McpHttpApp:
     ) -> None:
         accept = headers.get(b"accept", b"")
         if not (
-            b"*/*" in accept or (b"application/json" in accept and b"text/event-stream" in accept)
+            b"*/*" in accept
+            # The wildcards RFC 9110 allows, as the SDK's check_accept_headers reads them.
+            or (
+                (b"application/json" in accept or b"application/*" in accept)
+                and (b"text/event-stream" in accept or b"text/*" in accept)
+            )
         ):
             raise _Reject(
                 406, INVALID_REQUEST, "Accept must list application/json and text/event-stream"
@@ -173,6 +193,18 @@ class McpHttpApp:
             raise _Reject(400, INVALID_REQUEST, "batch requests are not supported")
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             raise _Reject(400, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        if "method" in message:
+            if not isinstance(message["method"], str):
+                raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
+            # A request id is a key of the session's calls and is echoed back as it came: an
+            # object or array would not hash, and orjson reads an integer beyond 64 bits as a
+            # float it could not echo exactly. bool is an int to Python, not to JSON-RPC.
+            if "id" in message and type(message["id"]) not in (str, int):
+                raise _Reject(
+                    400, INVALID_REQUEST, "Invalid Request: id must be a string or a 64-bit integer"
+                )
+        elif "result" not in message and "error" not in message:
+            raise _Reject(400, INVALID_REQUEST, "Invalid Request: neither a request nor a response")
         version = headers.get(b"mcp-protocol-version")
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
             await self._modern(endpoint, headers, message, receive, send)
@@ -257,7 +289,9 @@ class McpHttpApp:
         if method == "notifications/initialized":
             session.initialized = True
         elif method == "notifications/cancelled" and isinstance(params, dict):
-            self.gateway.cancel(session, params.get("requestId"))
+            request_id = params.get("requestId")
+            if type(request_id) in (str, int):  # anything else names no call (nor hashes)
+                self.gateway.cancel(session, request_id)
 
     async def _modern(
         self,
@@ -290,6 +324,15 @@ class McpHttpApp:
             )
             return
         version = meta[PROTOCOL_VERSION_META_KEY]
+        duplicate = headers.get(_DUPLICATE)
+        if duplicate is not None:
+            await self._modern_error(
+                send,
+                request_id,
+                HEADER_MISMATCH,
+                f"{duplicate.decode('latin-1')} header appears more than once",
+            )
+            return
         if headers.get(b"mcp-protocol-version", b"").decode("latin-1") != version:
             await self._modern_error(
                 send,
@@ -425,11 +468,13 @@ class McpHttpApp:
         version = headers.get(b"mcp-protocol-version")
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
             raise _Reject(
-                405, INVALID_REQUEST, "2026-07-28 has no GET stream; use subscriptions/listen"
+                405,
+                INVALID_REQUEST,
+                "2026-07-28 has no GET stream; use subscriptions/listen",
+                headers=[(b"allow", b"POST")],
             )
-        if b"text/event-stream" not in headers.get(b"accept", b"") and b"*/*" not in headers.get(
-            b"accept", b""
-        ):
+        accept = headers.get(b"accept", b"")
+        if not (b"text/event-stream" in accept or b"text/*" in accept or b"*/*" in accept):
             raise _Reject(406, INVALID_REQUEST, "Accept must list text/event-stream")
         session = self._session(endpoint, headers)
         if session.streaming:
@@ -469,7 +514,12 @@ class McpHttpApp:
     async def _delete(self, endpoint: Endpoint, headers: dict[bytes, bytes], send: Send) -> None:
         version = headers.get(b"mcp-protocol-version")
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
-            raise _Reject(405, INVALID_REQUEST, "2026-07-28 has no sessions to end")
+            raise _Reject(
+                405,
+                INVALID_REQUEST,
+                "2026-07-28 has no sessions to end",
+                headers=[(b"allow", b"POST")],
+            )
         session = self._session(endpoint, headers)
         self.gateway.sessions.close(session.id)
         await _reply(send, 200, None)
@@ -490,8 +540,13 @@ def _decode_header(value: bytes) -> str | None:
         import base64
         import binascii
 
+        payload = text[9:-2]
         try:
-            return base64.b64decode(text[9:-2], validate=True).decode("utf-8")
+            decoded = base64.b64decode(payload, validate=True)
+            # Only the canonical encoding matches, as in the SDK's decode_header_value.
+            if base64.b64encode(decoded).decode("ascii") != payload:
+                return None
+            return decoded.decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             return None
     return text

@@ -35,15 +35,16 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from roundhouse.gateway.service import Gateway, GatewayError
 from roundhouse.gateway.sessions import Call, ClientSession, Scope
 from roundhouse.protocol.eras import (
     CLIENT_CAPABILITIES_META_KEY,
     DISCOVER_METHOD,
+    HANDSHAKE_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
     MODERN_VERSIONS,
     PROTOCOL_VERSION_META_KEY,
 )
@@ -57,6 +58,10 @@ from roundhouse.protocol.jsonrpc import (
     make_error,
     recover_id,
 )
+
+if TYPE_CHECKING:
+    # Not imported at run time: the frontend starts before the gateway's imports are done.
+    from roundhouse.gateway.service import Gateway
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "StdioFrontend", "StdioPipes"]
 
@@ -136,7 +141,7 @@ class StdioPipes:
             self._out.put(data)
 
     async def close(self) -> None:
-        """Let written answers out (bounded), then give fd 0 and 1 back."""
+        """Let written answers out (bounded); later writes are dropped."""
         self._out.put(None)
         writer = self._writer
         if writer is not None:
@@ -144,6 +149,10 @@ class StdioPipes:
                 async with asyncio.timeout(WRITE_FLUSH_TIMEOUT):
                     while writer.is_alive():
                         await asyncio.sleep(0.01)
+        self.broken.set()
+
+    def release(self) -> None:
+        """Give fd 0 and 1 back to the wire (after :meth:`close`)."""
         # The private descriptors stay open: a thread may still be blocked on one.
         for private, fd in self._restore:
             with contextlib.suppress(OSError):
@@ -242,8 +251,18 @@ async def _lines(
 # --- the frontend ---------------------------------------------------------------------------------
 
 
+class _Refusal(Exception):
+    """A request answered with an error before it reaches the gateway."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
 def _drop(message: Message) -> None:
-    """The default sink of a call that was never given one."""
+    """The sink of a call that was never given one."""
 
 
 @dataclass(eq=False, slots=True)
@@ -259,27 +278,47 @@ class _LineCall(Call):
 class StdioFrontend:
     """Serves one client on the aggregate scope: every server, names namespaced.
 
-    ``startup``, when given, is awaited (once, shared) before the first request that reaches
-    the servers, so that the client's first ``tools/list`` sees the servers that start with the
-    gateway; it must bound its own wait.
+    The frontend may start before the gateway exists (:meth:`attach` hands it over): a desktop
+    client waits for ``initialize``, and the answer does not depend on the servers. Until then
+    ``initialize`` and ``ping`` are answered at once and every other request waits.
+
+    ``startup``, given to :meth:`attach`, is awaited (once, shared) before the first request
+    that reaches the servers, so that the client's first ``tools/list`` sees the servers that
+    start with the gateway; it must bound its own wait.
     """
 
-    def __init__(
-        self,
-        gateway: Gateway,
-        *,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        startup: Callable[[], Coroutine[Any, Any, None]] | None = None,
-    ) -> None:
-        self.gateway = gateway
+    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self.max_line_bytes = max_line_bytes
-        self._startup = startup
+        self.gateway: Gateway | None = None
+        self._attached: asyncio.Future[Gateway] | None = None
         self._started: asyncio.Task[None] | None = None
         self._write: Callable[[bytes], None] = _discard
         self._era: str | None = None
         self._session: ClientSession | None = None
-        self._calls: dict[Any, _LineCall] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: The client's ``initialize`` params, answered before the gateway was attached.
+        self._hello: dict[str, Any] | None = None
+        self._hello_done = False
+        self._inflight: dict[Any, asyncio.Task[None]] = {}
+        self._pump_task: asyncio.Task[None] | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self.gateway is not None
+
+    def attach(
+        self,
+        gateway: Gateway,
+        *,
+        startup: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Hand over the gateway; requests waiting for it go on."""
+        self.gateway = gateway
+        if startup is not None:
+            self._started = asyncio.create_task(startup(), name="stdio startup")
+        if self._hello is not None:
+            self._open(gateway, self._hello)
+        if self._attached is not None and not self._attached.done():
+            self._attached.set_result(gateway)
 
     async def serve(
         self, read: Callable[[int], Awaitable[bytes]], write: Callable[[bytes], None]
@@ -287,38 +326,31 @@ class StdioFrontend:
         """Serve until the input ends (then calls in flight get :data:`EOF_GRACE` to answer)
         or until cancelled; either way every call is stopped and the session closed."""
         self._write = write
-        if self._startup is not None:
-            self._started = asyncio.create_task(self._startup(), name="stdio startup")
+        self._attached = asyncio.get_running_loop().create_future()
+        if self.gateway is not None:
+            self._attached.set_result(self.gateway)
         try:
             async for line in _lines(read, self.max_line_bytes):
                 if isinstance(line, _Oversize):
                     self._oversize(line)
                 else:
                     self._line(line)
-            calls = [call.task for call in self._calls.values() if call.task is not None]
-            if calls:
-                await asyncio.wait(calls, timeout=EOF_GRACE)
+            if self._inflight:
+                await asyncio.wait(list(self._inflight.values()), timeout=EOF_GRACE)
         finally:
             await self._close()
 
     async def _close(self) -> None:
-        if self._session is not None:
+        if self._session is not None and self.gateway is not None:
             self.gateway.sessions.close(self._session.id)
-        tasks = list(self._tasks)
-        if self._started is not None:
-            tasks.append(self._started)
-        for task in tasks:
+        tasks = [*self._inflight.values(), self._pump_task, self._started]
+        waits = [task for task in tasks if task is not None]
+        for task in waits:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*waits, return_exceptions=True)
 
     def send(self, message: Message) -> None:
         self._write(encode_line(message))
-
-    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # --- one line -----------------------------------------------------------------------------
 
@@ -344,32 +376,32 @@ class StdioFrontend:
         if isinstance(message, list):
             self.send(make_error(None, INVALID_REQUEST, "batch requests are not supported"))
             return
+        request_id = _readable_id(message)
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-            self.send(
-                make_error(
-                    _readable_id(message), INVALID_REQUEST, "Invalid Request: not JSON-RPC 2.0"
-                )
-            )
+            self.send(make_error(request_id, INVALID_REQUEST, "Invalid Request: not JSON-RPC 2.0"))
             return
         method = message.get("method")
         if method is None and "id" in message and ("result" in message or "error" in message):
             self._client_response(message)
         elif not isinstance(method, str):
-            self.send(
-                make_error(
-                    _readable_id(message), INVALID_REQUEST, "Invalid Request: no method string"
-                )
-            )
+            self.send(make_error(request_id, INVALID_REQUEST, "Invalid Request: no method"))
         elif "id" not in message:
             self._notification(method, message)
-        elif _readable_id(message) is None:
+        elif request_id is None:
             self.send(make_error(None, INVALID_REQUEST, "Invalid Request: bad id type"))
+        elif request_id in self._inflight:
+            self.send(make_error(request_id, INVALID_REQUEST, "this id is already in flight"))
         else:
-            self._request(method, message)
+            self._request(request_id, method, message)
 
     def _client_response(self, message: Message) -> None:
-        # 2026-07-28 clients answer no server-to-client requests; there are none to answer.
-        if self._session is None or not self.gateway.relay.client_response(self._session, message):
+        # 2026-07-28 clients have no server-to-client requests to answer.
+        gateway, session = self.gateway, self._session
+        if (
+            gateway is None
+            or session is None
+            or not gateway.relay.client_response(session, message)
+        ):
             log.debug("dropped an answer to no request of ours (id %r)", message.get("id"))
 
     def _notification(self, method: str, message: Message) -> None:
@@ -377,101 +409,144 @@ class StdioFrontend:
         if method == "notifications/initialized":
             if self._session is not None:
                 self._session.initialized = True
+            else:
+                self._hello_done = True
         elif method == "notifications/cancelled" and isinstance(params, dict):
-            call = self._calls.get(params.get("requestId"))
-            if call is not None:
-                self.gateway.cancel(call.session, call.client_id)
+            request_id = params.get("requestId")
+            task = self._inflight.get(request_id)
+            if task is None:
+                return
+            session = self._session
+            if self.gateway is not None and session is not None and request_id in session.calls:
+                self.gateway.cancel(session, request_id)
+            else:
+                task.cancel()  # still waiting for the gateway, or a one-request modern session
 
-    def _request(self, method: str, message: Message) -> None:
-        request_id = message["id"]
+    def _request(self, request_id: Any, method: str, message: Message) -> None:
         params = message.get("params")
         enveloped = _enveloped(params)
         if self._era is None:
             self._era = "modern" if enveloped and method != "initialize" else "legacy"
-        if request_id in self._calls:
-            self.send(make_error(request_id, INVALID_REQUEST, "this id is already in flight"))
-            return
         try:
-            session = (
-                self._legacy(request_id, method, params, enveloped)
-                if self._era == "legacy"
-                else self._modern(method, params)
-            )
-        except GatewayError as exc:
+            if self._era == "legacy" and self._handshake(request_id, method, params, enveloped):
+                return
+        except _Refusal as exc:
             self.send(make_error(request_id, exc.code, exc.message, exc.data))
             return
-        if session is None:
-            return  # answered already
-        call = _LineCall(session, request_id, method, send=self.send)
-        session.calls[request_id] = call
-        self._calls[request_id] = call
-        call.task = self._spawn(self._serve_call(call, message), f"{method} {request_id!r}")
+        task = asyncio.create_task(
+            self._serve_call(request_id, method, message), name=f"{method} {request_id!r}"
+        )
+        self._inflight[request_id] = task
+        task.add_done_callback(lambda _: self._inflight.pop(request_id, None))
 
-    def _legacy(
-        self, request_id: Any, method: str, params: Any, enveloped: bool
-    ) -> ClientSession | None:
+    def _handshake(self, request_id: Any, method: str, params: Any, enveloped: bool) -> bool:
+        """The legacy requests answered on the spot; True if this one was."""
         if enveloped and method != "initialize":
-            raise GatewayError(
+            raise _Refusal(
                 INVALID_REQUEST,
                 "this connection serves the handshake protocol era; requests carrying the"
                 " 2026-07-28 envelope are not accepted on it",
             )
-        if self._session is not None:
-            return self._session
-        if method == "initialize":
+        if method == "initialize" and self._session is None and self._hello is None:
             # Inline, so that a request pipelined behind it finds the session open.
-            session, result = self.gateway.open_session(_AGGREGATE, params)
-            self._session = session
-            session.streaming = True
-            self._spawn(self._pump(session), "stdio outbox")
+            if not isinstance(params, dict):
+                raise _Refusal(INVALID_PARAMS, "initialize needs params")
+            if self.gateway is not None:
+                result = self._open(self.gateway, params)
+            else:
+                self._hello = params
+                result = _early_initialize(params)
             self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
-            return None
-        if method == "ping":
+            return True
+        if method == "ping" and self._session is None and self._hello is None:
             self.send({"jsonrpc": "2.0", "id": request_id, "result": {}})
-        elif method == DISCOVER_METHOD:
-            result = self.gateway.discover(_AGGREGATE)
-            self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
-        else:
-            raise GatewayError(INVALID_REQUEST, "the session is not initialized yet")
-        return None
+            return True
+        return False
 
-    def _modern(self, method: str, params: Any) -> ClientSession:
+    def _open(self, gateway: Gateway, params: dict[str, Any]) -> dict[str, Any]:
+        session, result = gateway.open_session(_AGGREGATE, params)
+        session.initialized = self._hello_done
+        session.streaming = True
+        self._session = session
+        self._pump_task = asyncio.create_task(self._pump(session), name="stdio outbox")
+        return result
+
+    async def _serve_call(self, request_id: Any, method: str, message: Message) -> None:
+        gateway = self.gateway
+        if gateway is None:
+            assert self._attached is not None
+            gateway = await asyncio.shield(self._attached)
+        try:
+            session = self._session_for(gateway, request_id, method, message.get("params"))
+        except _Refusal as exc:
+            self.send(make_error(request_id, exc.code, exc.message, exc.data))
+            return
+        if session is None:
+            return
+        call = _LineCall(session, request_id, method, send=self.send)
+        call.task = asyncio.current_task()
+        session.calls[request_id] = call
+        try:
+            if self._started is not None and method not in _NO_STARTUP_WAIT:
+                await asyncio.shield(self._started)
+            response = await gateway.request(call, message)
+        finally:
+            session.calls.pop(request_id, None)
+        self.send(response)
+
+    def _session_for(
+        self, gateway: Gateway, request_id: Any, method: str, params: Any
+    ) -> ClientSession | None:
+        """The session a request runs in; None when it was answered here."""
+        if self._era == "legacy":
+            if self._session is not None:
+                return self._session
+            if method == DISCOVER_METHOD:
+                self.send(
+                    {"jsonrpc": "2.0", "id": request_id, "result": gateway.discover(_AGGREGATE)}
+                )
+                return None
+            raise _Refusal(INVALID_REQUEST, "the session is not initialized yet")
         if method == "initialize":
             requested = params.get("protocolVersion") if isinstance(params, dict) else None
-            raise GatewayError(
+            raise _Refusal(
                 UNSUPPORTED_PROTOCOL_VERSION,
                 "this connection serves the 2026-07-28 protocol; initialize is not accepted",
-                data={"supported": list(MODERN_VERSIONS), "requested": requested},
+                {"supported": list(MODERN_VERSIONS), "requested": requested},
             )
         meta = params.get("_meta") if isinstance(params, dict) else None
         if not isinstance(meta, dict) or CLIENT_CAPABILITIES_META_KEY not in meta:
-            raise GatewayError(
+            raise _Refusal(
                 INVALID_PARAMS,
                 "params._meta must carry the protocol version and client capabilities",
             )
         version = meta.get(PROTOCOL_VERSION_META_KEY)
         if version not in MODERN_VERSIONS:
-            raise GatewayError(
+            raise _Refusal(
                 UNSUPPORTED_PROTOCOL_VERSION,
                 "Unsupported protocol version",
-                data={"supported": list(MODERN_VERSIONS), "requested": version},
+                {"supported": list(MODERN_VERSIONS), "requested": version},
             )
-        return self.gateway.sessions.modern(_AGGREGATE, str(version), meta)
-
-    async def _serve_call(self, call: _LineCall, message: Message) -> None:
-        try:
-            if self._started is not None and call.method not in _NO_STARTUP_WAIT:
-                await asyncio.shield(self._started)
-            response = await self.gateway.request(call, message)
-        finally:
-            call.session.calls.pop(call.client_id, None)
-            self._calls.pop(call.client_id, None)
-        self.send(response)
+        return gateway.sessions.modern(_AGGREGATE, str(version), meta)
 
     async def _pump(self, session: ClientSession) -> None:
         """The session's unsolicited messages, written as they come."""
         while True:
             self.send(await session.outbox.get())
+
+
+def _early_initialize(params: dict[str, Any]) -> dict[str, Any]:
+    """What ``Gateway.open_session`` answers on the aggregate scope, before there is a gateway:
+    the answer depends on the client's version and on nothing the servers say."""
+    from roundhouse.gateway.service import GATEWAY_CAPABILITIES, SERVER_INFO
+
+    requested = params.get("protocolVersion")
+    version = requested if requested in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE_VERSION
+    return {
+        "protocolVersion": version,
+        "capabilities": GATEWAY_CAPABILITIES,
+        "serverInfo": SERVER_INFO,
+    }
 
 
 def _discard(data: bytes) -> None:
