@@ -440,12 +440,11 @@ def _capped(problems: list[str]) -> list[str]:
 _EXPRESSION: Final = re.compile(r"\{([^{}]*)\}")
 _VARIABLE: Final = re.compile(r"[A-Za-z0-9_%.]+(?::[0-9]{1,4}|\*)?")
 _OPERATORS: Final = "+#./;?&"
-#: Operators whose values may run over anything after them. Only the first in a template is
-#: matched precisely; from a second one on, the template matches anything. With every other
-#: value stopping at the first character of what follows it (below), that keeps backtracking
-#: to one level whatever a server sends: a crafted template costs O(n^2) at worst, not O(n^k).
+#: Operators whose values may hold "/" and run over anything after them. Everything else is
+#: matched without backtracking (see below), so a template costs one pass over the URI whatever
+#: a server sends; a crafted one cannot stall the event loop.
 _SPANNING: Final = frozenset("+#?&")
-#: Per operator: the regex for its values, given the character class of what they must not hold.
+#: Per operator: the regex for its values, given the character(s) they must not hold.
 _VALUE_PATTERNS: Final[dict[str, str]] = {
     "": r"[^/?#{stop}]*",
     ".": r"(?:\.[^/?#.{stop}]*)*",
@@ -462,47 +461,62 @@ def compile_uri_template(template: str) -> str | None:
     """A regex (without capturing groups) for the URIs ``template`` expands to, or None.
 
     Levels 1-3 and the level-4 modifiers (``:n``, ``*``) are accepted. Matching is loose, as
-    routing needs nothing more: a value does not hold ``/``, ``?`` or ``#`` (unless its operator
-    allows them) nor the first character of what follows it in the template.
+    routing needs nothing more: a value holds no ``/``, ``?`` or ``#`` unless its operator
+    allows them, nor the first character of the literal after it; adjacent expressions
+    (``{a}{/b}``) match as one run of what either may hold.
     """
-    tokens: list[tuple[bool, str]] = []  # (is an expression, its operator or the literal text)
+    # Literal texts and runs of adjacent expressions' operators, in order.
+    parts: list[str | list[str]] = []
     position = 0
     for match in _EXPRESSION.finditer(template):
         literal = template[position : match.start()]
+        if "{" in literal or "}" in literal:
+            return None
         if literal:
-            tokens.append((False, literal))
+            parts.append(literal)
         position = match.end()
         body = match.group(1)
         operator = body[:1] if body[:1] in _OPERATORS else ""
         names = body[len(operator) :].split(",")
-        if not body or not all(_VARIABLE.fullmatch(name) for name in names):
+        if not all(_VARIABLE.fullmatch(name) for name in names):
             return None
-        # A value that may be empty, straight before ``{+x}``, adds nothing to what ``.*``
-        # matches; a simple value straight after another simple one neither.
-        if tokens and tokens[-1][0] and (operator == "+" or (operator == tokens[-1][1] == "")):
-            tokens.pop()
-        tokens.append((True, operator))
-    if template[position:]:
-        tokens.append((False, template[position:]))
-    if any("{" in text or "}" in text for is_expression, text in tokens if not is_expression):
+        last = parts[-1] if parts else None
+        if isinstance(last, list):
+            last.append(operator)
+        else:
+            parts.append([operator])
+    rest = template[position:]
+    if "{" in rest or "}" in rest:
         return None
+    if rest:
+        parts.append(rest)
     out: list[str] = []
-    spanned = False
-    for index, (is_expression, text) in enumerate(tokens):
-        if not is_expression:
-            out.append(re.escape(text))
+    for index, part in enumerate(parts):
+        if isinstance(part, str):
+            out.append(re.escape(part))
             continue
-        if text in _SPANNING:
-            if spanned:
+        if any(operator in _SPANNING for operator in part):
+            if any(isinstance(later, list) for later in parts[index + 1 :]):
+                # Values after a spanning one would make the regex try every split of the URI
+                # (quadratic): keep only the template's last literal, so "file:///{+dir}/{name}.txt"
+                # still routes "*.txt" and nothing else.
                 out.append(".*")
+                if isinstance(parts[-1], str):
+                    out.append(re.escape(parts[-1]))
                 break
-            spanned = True
-            out.append(_VALUE_PATTERNS[text])
+            out.append(_VALUE_PATTERNS[part[0]] if len(part) == 1 else ".*")
             continue
-        stop = ""
-        if index + 1 < len(tokens):
-            following = tokens[index + 1][1][:1]
-            if following and following not in "/?#":
-                stop = re.escape(following)
-        out.append(_VALUE_PATTERNS[text].format(stop=stop))
+        following = parts[index + 1] if index + 1 < len(parts) else ""
+        first = following[0] if isinstance(following, str) and following else ""
+        stop = re.escape(first)
+        if len(part) == 1:
+            pattern = _VALUE_PATTERNS[part[0]].format(stop=stop)
+        else:
+            pattern = f"[^?#{stop}]*" if "/" in part else f"[^/?#{stop}]*"
+        # What follows cannot start inside these values, so giving characters back can never
+        # help: a possessive match (no backtracking) finds the same URIs, in one pass. Only a
+        # run of ``{/x}`` before a literal starting with "/" (and so on) must stay greedy.
+        if not (len(part) == 1 and part[0] in "./;" and first == part[0]):
+            pattern += "+"
+        out.append(pattern)
     return "".join(out)

@@ -39,6 +39,8 @@ from roundhouse.protocol.jsonrpc import (
     METHOD_NOT_FOUND,
     Message,
 )
+from roundhouse.protocol.param_headers import HeaderMap, header_map, param_headers
+from roundhouse.protocol.param_headers import validate as validate_param_headers
 from roundhouse.protocol.translate import client_result, upstream_params
 from roundhouse.settings import Settings
 from roundhouse.upstream.base import UpstreamRpcError
@@ -97,6 +99,8 @@ class Gateway:
         self._refresh_locks: dict[str, asyncio.Lock] = {}
         self._closing = False
         self._listening: set[str] = set()
+        #: server -> tool -> its x-mcp-header annotations (2026-07-28 Mcp-Param-* headers)
+        self.param_maps: dict[str, dict[str, HeaderMap]] = {}
         #: Set at shutdown: open listen streams end with their final result.
         self.closed = asyncio.Event()
         #: task id -> server, learnt from results, for tasks/* on the aggregate endpoint.
@@ -166,6 +170,12 @@ class Gateway:
                 except (UpstreamError, TimeoutError) as exc:
                     log.warning("%s: %s failed: %s", slug, method, exc)
                     lists[key] = []
+            self.param_maps[slug] = {
+                tool["name"]: found
+                for tool in lists["tools"]
+                if isinstance(tool.get("name"), str)
+                and (found := header_map(tool.get("inputSchema")))
+            }
             before = self.catalog.version
             self.catalog.set_server(
                 slug,
@@ -203,6 +213,32 @@ class Gateway:
                 self._listening.discard(instance.id)
 
         self.spawn(listen(), f"listen {instance.id}")
+
+    def _param_map(self, scope: Scope, name: Any) -> tuple[str, str, HeaderMap] | None:
+        if not isinstance(name, str):
+            return None
+        if scope.slug is not None:
+            slug, tool = scope.slug, name
+        else:
+            found = self.catalog.resolve_tool(name)
+            if found is None:
+                return None
+            slug, tool = found
+        mapping = self.param_maps.get(slug, {}).get(tool)
+        return (slug, tool, mapping) if mapping else None
+
+    def check_param_headers(
+        self, scope: Scope, params: dict[str, Any], headers: list[tuple[bytes, bytes]]
+    ) -> str | None:
+        """A 2026-07-28 ``tools/call``: do its ``Mcp-Param-*`` headers agree with its
+        arguments? None when they do (or the tool declares none), else what is wrong."""
+        found = self._param_map(scope, params.get("name"))
+        if found is None:
+            return None
+        arguments = params.get("arguments")
+        return validate_param_headers(
+            found[2], arguments if isinstance(arguments, dict) else {}, headers
+        )
 
     def _withdraw(self, slug: str) -> None:
         before = self.catalog.version
@@ -451,6 +487,12 @@ class Gateway:
         self.relay.call_started(call)
         instance.outstanding += 1
         try:
+            extra = None
+            if shake.era == "modern" and call.method == "tools/call" and sent is not None:
+                mapping = self.param_maps.get(slug, {}).get(str(sent.get("name")))
+                arguments = sent.get("arguments")
+                if mapping and isinstance(arguments, dict):
+                    extra = dict(param_headers(mapping, arguments))
             if session.era == "modern" and shake.era == "legacy":
                 # The upstream may ask for input mid-call: the bridge owns the upstream call.
                 upstream = asyncio.ensure_future(
@@ -462,7 +504,7 @@ class Gateway:
                 response = answer
             else:
                 response = await connection.send_request_raw(
-                    outgoing, timeout=instance.call_timeout
+                    outgoing, timeout=instance.call_timeout, headers=extra
                 )
         finally:
             instance.outstanding -= 1

@@ -181,6 +181,8 @@ def header_map(input_schema: Any) -> HeaderMap | None:
 
 def _render(value: Any) -> str | None:
     """The client's header rendering of an argument, or ``None`` when it has none."""
+    if type(value) is str:
+        return value
     if value is True:
         return "true"
     if value is False:
@@ -196,7 +198,7 @@ def _render(value: Any) -> str | None:
 def _value_at(arguments: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = arguments
     for key in path:
-        if not isinstance(node, Mapping):
+        if type(node) is not dict and not isinstance(node, Mapping):
             return None
         node = node.get(key)
     return node
@@ -204,6 +206,8 @@ def _value_at(arguments: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def _matches(prop_type: Any, value: Any, rendered: str, decoded: str) -> bool:
     """Header agrees with argument: numerically for integer properties, else textually."""
+    if decoded == rendered:  # also true under the numeric rule whenever it applies
+        return True
     if (
         prop_type == "integer"
         and not isinstance(value, bool)
@@ -217,7 +221,7 @@ def _matches(prop_type: Any, value: Any, rendered: str, decoded: str) -> bool:
             return int(whole) == int(value)
         except ValueError:  # too many digits to parse
             return False
-    return decoded == rendered
+    return False
 
 
 @lru_cache(maxsize=4096)
@@ -242,9 +246,12 @@ def validate(
     received: dict[bytes, bytes] = {}
     duplicated: set[bytes] = set()
     for name, raw in headers:
-        if name[:_PREFIX_LEN].lower() != _PREFIX_LOWER:
+        if name.startswith(_PREFIX_LOWER):  # ASGI names are already lowercase
+            key = name
+        elif name[:_PREFIX_LEN].lower() == _PREFIX_LOWER:
+            key = name.lower()
+        else:
             continue
-        key = name.lower()
         if key in received:
             duplicated.add(key)
         received[key] = raw

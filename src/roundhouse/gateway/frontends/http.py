@@ -138,7 +138,7 @@ class McpHttpApp:
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(endpoint, headers, receive, send)
+                await self._post(endpoint, headers, receive, send, scope["headers"])
             elif method == "GET":
                 await self._get(endpoint, headers, receive, send)
             elif method == "DELETE":
@@ -167,7 +167,12 @@ class McpHttpApp:
     # --- POST ---------------------------------------------------------------------------------
 
     async def _post(
-        self, endpoint: Endpoint, headers: dict[bytes, bytes], receive: Receive, send: Send
+        self,
+        endpoint: Endpoint,
+        headers: dict[bytes, bytes],
+        receive: Receive,
+        send: Send,
+        scope_headers: list[tuple[bytes, bytes]],
     ) -> None:
         accept = headers.get(b"accept", b"")
         if not (
@@ -207,7 +212,7 @@ class McpHttpApp:
             raise _Reject(400, INVALID_REQUEST, "Invalid Request: neither a request nor a response")
         version = headers.get(b"mcp-protocol-version")
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
-            await self._modern(endpoint, headers, message, receive, send)
+            await self._modern(endpoint, headers, message, receive, send, scope_headers)
             return
         await self._legacy(endpoint, headers, message, receive, send)
 
@@ -300,6 +305,7 @@ class McpHttpApp:
         message: Message,
         receive: Receive,
         send: Send,
+        raw_headers: list[tuple[bytes, bytes]],
     ) -> None:
         method = message.get("method")
         if "id" not in message or not isinstance(method, str):
@@ -375,6 +381,11 @@ class McpHttpApp:
                 {"supported": list(MODERN_VERSIONS), "requested": version},
             )
             return
+        if method == "tools/call" and isinstance(params, dict):
+            problem = self.gateway.check_param_headers(endpoint, params, raw_headers)
+            if problem is not None:
+                await self._modern_error(send, request_id, HEADER_MISMATCH, problem)
+                return
         session = self.gateway.sessions.modern(endpoint, version, meta)
         await self._serve(session, message, method, receive, send)
 

@@ -81,6 +81,7 @@ WRITE_FLUSH_TIMEOUT: Final = 2.0
 #: Requests that do not wait for the servers to start: they are the gateway's own.
 _NO_STARTUP_WAIT: Final = frozenset({"ping", DISCOVER_METHOD})
 _AGGREGATE: Final = Scope(None)
+_LISTEN: Final = "subscriptions/listen "
 
 
 # --- the pipes ------------------------------------------------------------------------------------
@@ -218,18 +219,22 @@ async def _lines(
     read: Callable[[int], Awaitable[bytes]], cap: int
 ) -> AsyncIterator[bytes | _Oversize]:
     """Split chunks into lines; a line over ``cap`` bytes is skipped to its end, and reported."""
-    partial = bytearray()
-    skipping = False
+    partial = bytearray()  # the start of a line whose end has not arrived
+    skipping = False  # inside an oversize line: drop bytes up to the next newline
     head = tail = b""
     while chunk := await read(READ_CHUNK_BYTES):
         start = 0
         while True:
             newline = chunk.find(b"\n", start)
-            piece = chunk[start:] if newline < 0 else chunk[start:newline]
+            end = len(chunk) if newline < 0 else newline
             if skipping:
-                tail = (tail + piece[-OVERSIZE_TAIL_BYTES:])[-OVERSIZE_TAIL_BYTES:]
+                tail = (tail + chunk[max(start, end - OVERSIZE_TAIL_BYTES) : end])[
+                    -OVERSIZE_TAIL_BYTES:
+                ]
+            elif not partial and newline >= 0 and end - start <= cap:
+                yield chunk[start:end]  # the usual case: a whole line within one chunk
             else:
-                partial += piece
+                partial += chunk[start:end]
                 if len(partial) > cap:
                     head = bytes(partial[:OVERSIZE_HEAD_BYTES])
                     tail = bytes(partial[-OVERSIZE_TAIL_BYTES:])
@@ -240,9 +245,9 @@ async def _lines(
             if skipping:
                 skipping = False
                 yield _Oversize(head, tail)
-            else:
+            elif partial:
                 yield bytes(partial)
-                partial.clear()
+                partial = bytearray()
             start = newline + 1
     if partial.strip() and not skipping:
         yield bytes(partial)  # a last line without its newline
@@ -335,8 +340,10 @@ class StdioFrontend:
                     self._oversize(line)
                 else:
                     self._line(line)
-            if self._inflight:
-                await asyncio.wait(list(self._inflight.values()), timeout=EOF_GRACE)
+            # A listen stream never ends by itself: only calls are waited for.
+            calls = [t for t in self._inflight.values() if not t.get_name().startswith(_LISTEN)]
+            if calls:
+                await asyncio.wait(calls, timeout=EOF_GRACE)
         finally:
             await self._close()
 
@@ -413,6 +420,8 @@ class StdioFrontend:
                 self._hello_done = True
         elif method == "notifications/cancelled" and isinstance(params, dict):
             request_id = params.get("requestId")
+            if type(request_id) not in (str, int):
+                return  # names no request (and may not even hash)
             task = self._inflight.get(request_id)
             if task is None:
                 return
@@ -488,7 +497,8 @@ class StdioFrontend:
         session.calls[request_id] = call
         try:
             if self._started is not None and method not in _NO_STARTUP_WAIT:
-                await asyncio.shield(self._started)
+                with contextlib.suppress(Exception):  # a failed wait is logged by the loop
+                    await asyncio.shield(self._started)
             response = await gateway.request(call, message)
         finally:
             session.calls.pop(request_id, None)
