@@ -8,11 +8,14 @@ asks the reconciler to converge, so what the registry says is what will run afte
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -26,7 +29,7 @@ from roundhouse.control.runtimes.process import ProcessRuntime
 from roundhouse.control.states import RUNNING_STATES, Health
 from roundhouse.control.stderr import LogLine
 from roundhouse.control.supervisor import Supervisor
-from roundhouse.errors import InvalidInput, NotFound, RoundhouseError
+from roundhouse.errors import Conflict, InvalidInput, NotFound, RoundhouseError
 from roundhouse.events import EventBus, Subscription
 from roundhouse.gateway.service import Gateway
 from roundhouse.protocol.jsonrpc import Message
@@ -101,6 +104,7 @@ class AsyncManager:
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             settings.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._stack.callback(_lock_data_dir(settings.data_dir))
             self.store = await Store.open(settings.registry_url)
             self._stack.push_async_callback(self.store.close)
             self.runtime = ProcessRuntime()
@@ -306,6 +310,36 @@ class AsyncManager:
         """One MCP request to one of the server's running instances, over its connection."""
         await self.store.get_server(slug)
         return await self.supervisor.call(slug, method, params)
+
+
+LOCK_FILE = "gateway.lock"
+
+
+def _lock_data_dir(data_dir: Path) -> Callable[[], None]:
+    """Hold the data dir for this gateway alone; returns the release.
+
+    Two gateways on one data dir would each take the other's servers for leftovers of a crashed
+    run and stop them. The lock is the kernel's (``flock``): a gateway killed with ``kill -9``
+    lets go of it at once.
+    """
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise Conflict(
+            f"another Roundhouse gateway (pid {holder}) is using the data dir {data_dir};"
+            " stop it or give this one its own --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+
+    def release() -> None:
+        os.close(fd)
+
+    return release
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

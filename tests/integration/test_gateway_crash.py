@@ -180,3 +180,13 @@ def test_up_prints_where_the_api_is_and_stops_cleanly_on_sigterm(tmp_path: Path)
         code = gateway.stop()
     assert code == 0
     assert not alive(instance["pid"])
+
+
+def test_a_second_gateway_on_the_same_data_dir_refuses_to_start(tmp_path: Path):
+    first = Gateway(tmp_path / "data")
+    try:
+        with pytest.raises(RuntimeError, match="another Roundhouse gateway"):
+            Gateway(tmp_path / "data")
+        assert first.request("GET", "/health").status_code == 200
+    finally:
+        first.stop()

@@ -111,10 +111,8 @@ async def _main(
         await asyncio.wait((run, ended), return_when=asyncio.FIRST_COMPLETED)
         if not run.done() and not frontend.attached:
             run.cancel()  # the client went (or a signal came) while starting up
-        try:
-            return await run
-        except asyncio.CancelledError:
-            return 0
+        await asyncio.wait((run,))
+        return 0 if run.cancelled() else run.result()
     finally:
         for task in (serving, ended):
             task.cancel()
@@ -135,7 +133,7 @@ async def _run(
 ) -> int:
     # Importing the control plane and reading the config take a second or more: in a thread,
     # so that the loop answers the client meanwhile.
-    loaded = await asyncio.to_thread(_load, config_path, overrides)
+    loaded = await asyncio.to_thread(_load, config_path, overrides, http=http)
     if isinstance(loaded, int):
         return loaded
     settings, servers = loaded
@@ -169,14 +167,20 @@ async def _run(
 
 
 def _load(
-    config_path: Path | None, overrides: dict[str, Any]
+    config_path: Path | None, overrides: dict[str, Any], *, http: bool
 ) -> tuple[Settings, list[ServerSpec]] | int:
-    """Settings and the config's servers, or the exit code after saying what is wrong."""
-    import roundhouse.manager  # noqa: F401 - imported here, off the loop
+    """Settings and the config's servers, or the exit code after saying what is wrong.
+
+    Everything heavy is imported here, in a thread, so that the loop stays free for the client.
+    """
+    import importlib
+
     from roundhouse.config import load_config, settings_from_file
     from roundhouse.errors import RoundhouseError
     from roundhouse.settings import Settings
 
+    for module in ("roundhouse.manager", *(("uvicorn", "roundhouse.api.app") if http else ())):
+        importlib.import_module(module)
     given = {key: value for key, value in overrides.items() if value is not None}
     path = config_path or (
         Path(os.environ["ROUNDHOUSE_CONFIG"]) if os.environ.get("ROUNDHOUSE_CONFIG") else None
