@@ -444,7 +444,11 @@ def _header_values(value: Any) -> st.SearchStrategy[bytes]:
     wrapped = _b64(rendered)
     exact = [inbound.encode_header_value(rendered).encode()]
     # Different spelling, same value (or, for the SDK's number rule, maybe not).
-    alike = [wrapped.encode(), f" {exact[0].decode()}\t".encode()]
+    alike = [
+        wrapped.encode(),
+        f" {exact[0].decode()}\t".encode(),
+        f"  {exact[0].decode()} ".encode(),
+    ]
     near = [
         wrapped.replace("=?=", "?=").encode(),  # padding dropped
         (wrapped[:9] + "!" + wrapped[9:]).encode(),  # non-alphabet character
@@ -548,13 +552,16 @@ _numbers = st.one_of(
     st.integers(-(2**70), 2**70).map(float),
     st.floats(),
     st.booleans(),
+    st.just(10**5000),
 )
 
 
 @st.composite
 def _numeric_headers(draw: st.DrawFn, value: Any) -> bytes:
     exact = inbound._render_header_scalar(value) or "x"
-    whole = exact.split(".")[0].lstrip("-") if exact[-1:].isdigit() else "1"
+    whole = exact.partition(".")[0].lstrip("-")
+    if not (whole.isascii() and whole.isdigit()):
+        whole = "1"
     sign = draw(st.sampled_from(["", "-", "+"]))
     digits = draw(st.sampled_from([whole, "0" + whole, str(int(whole) + 1), "1e3"]))
     fraction = draw(st.sampled_from(["", ".0", ".00", ".5", ".05", ".", "e0"]))
@@ -570,11 +577,20 @@ def test_differential_integer_comparison(data: st.DataObject) -> None:
     assert ph.validate(_INT_MAP, args, headers) == _sdk(_INT_SCHEMA, args, headers)
 
 
+def _retail(data: bytes, last: str) -> str:
+    """The sentinel for ``data`` with its last base64 character replaced."""
+    payload = base64.b64encode(data).decode()
+    body = payload.rstrip("=")
+    return f"=?base64?{body[:-1]}{last}{payload[len(body) :]}?="
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
         st.from_regex(r"=\?base64\?[A-Za-z0-9+/=!_ -]{0,12}\?=", fullmatch=True),
         st.text(max_size=8).map(_b64),
+        # Valid alphabet and padding, but possibly non-zero trailing bits.
+        st.builds(_retail, st.binary(min_size=1, max_size=6), st.sampled_from("AQgw/+9z")),
         st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12),
     )
 )
