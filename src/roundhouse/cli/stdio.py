@@ -229,7 +229,7 @@ async def _servers_listed(manager: AsyncManager, timeout: float) -> None:
 
 def _listed(gateway: Gateway, slug: str) -> bool:
     # The catalog has no public "has this server been listed" yet; see the report.
-    return slug in gateway.catalog._servers
+    return gateway.catalog.has_server(slug)
 
 
 async def _start_http(manager: AsyncManager) -> tuple[uvicorn.Server, Any]:

@@ -60,8 +60,8 @@ _KEY: Final[dict[Kind, str]] = {
     "resources": "uri",
     "templates": "uriTemplate",
 }
-#: URIs longer than this are routed by exact match only: template matching is a regex search,
-#: and a bound keeps a hostile URI from costing more than a few microseconds.
+#: URIs longer than this are routed by exact match only. Template matching is linear (see
+#: :func:`compile_uri_template`); the bound keeps one lookup under about 100 µs all the same.
 MAX_TEMPLATE_URI: Final = 4096
 #: Problems kept per server and kind, so a server listing 10,000 broken tools stays readable.
 _MAX_PROBLEMS: Final = 20
@@ -176,6 +176,10 @@ class Catalog:
         if self._servers.pop(slug, None) is None:
             return frozenset()
         return self._rebuild(set(KINDS))
+
+    def has_server(self, slug: str) -> bool:
+        """Whether ``slug``'s lists are in the catalog (offered or not)."""
+        return slug in self._servers
 
     # --- what clients see ---------------------------------------------------------------------
 
@@ -294,51 +298,53 @@ class Catalog:
 
     def _merge_named(self, kind: Kind, ranked: list[_Server]) -> _Built:
         built = _Built()
-        sep, policy, fit = self.separator, self.collision, self._fit
-        # (client name, slug, the server's own name, entry) in rank order: on a clash the
-        # earlier one wins.
-        wanted: list[tuple[str, str, str, dict[str, Any]]] = []
-        if policy == "prefix":
-            for server in ranked:
-                slug, prefix = server.slug, server.slug + sep
-                wanted.extend(
-                    (fit(prefix + local), slug, upstream, raw)
-                    for upstream, local, raw in server.items[kind]
-                )
-        else:
-            holders: dict[str, list[str]] = {}
+        sep, policy, limit = self.separator, self.collision, self.max_name_length
+        clashing: dict[str, list[str]] = {}
+        if policy == "error":
+            first_owner: dict[str, str] = {}
             for server in ranked:
                 for _, local, _ in server.items[kind]:
-                    holders.setdefault(local, []).append(server.slug)
-            for server in ranked:
-                slug = server.slug
-                for upstream, local, raw in server.items[kind]:
-                    owners = holders[local]
-                    if len(owners) == 1 or (policy == "priority" and owners[0] == slug):
-                        wanted.append((fit(local), slug, upstream, raw))
-                    elif policy == "priority":
-                        wanted.append((fit(slug + sep + local), slug, upstream, raw))
-            if policy == "error":
-                for local, owners in holders.items():
-                    if len(owners) > 1:
+                    owner = first_owner.setdefault(local, server.slug)
+                    if owner != server.slug:
+                        clashing.setdefault(local, [owner]).append(server.slug)
+            for local, owners in clashing.items():
+                built.problems.append(
+                    f"{kind[:-1]} {local!r} is offered by {', '.join(sorted(owners))};"
+                    " left out (collision policy 'error')"
+                )
+        # One pass in rank order (priority, then slug): under "priority" the first server to
+        # offer a name keeps it plain, and on any later clash the earlier name wins.
+        seen: set[str] = set()
+        routes, entries, valid = built.routes, built.entries, NAME_PATTERN.fullmatch
+        for server in ranked:
+            slug = server.slug
+            prefix = slug + sep
+            for upstream, local, raw in server.items[kind]:
+                if policy == "prefix":
+                    name = prefix + local
+                elif policy == "error":
+                    if local in clashing:
+                        continue
+                    name = local
+                elif local in seen:
+                    name = prefix + local
+                else:
+                    seen.add(local)
+                    name = local
+                if len(name) > limit or not valid(name):
+                    name = self._fit(name)
+                if name in routes:
+                    # Two different names met after cutting or prefixing (slug "a-b" + "c" and
+                    # slug "a" + "b-c" with separator "-"): tell the later one by its origin.
+                    other = self._fit(name, key=f"{slug}\x00{upstream}")
+                    if other in routes:
                         built.problems.append(
-                            f"{kind[:-1]} {local!r} is offered by {', '.join(sorted(owners))};"
-                            " left out (collision policy 'error')"
+                            f"{slug}: {kind[:-1]} {upstream!r} left out: its name {name!r} is taken"
                         )
-        routes, entries = built.routes, built.entries
-        for name, slug, upstream, raw in wanted:
-            if name in routes:
-                # Two different names met after cutting or prefixing (slug "a-b" + "c" and slug
-                # "a" + "b-c" with separator "-"): the later one is told apart by its origin.
-                other = fit(name, key=f"{slug}\x00{upstream}")
-                if other in routes:
-                    built.problems.append(
-                        f"{slug}: {kind[:-1]} {upstream!r} left out: its name {name!r} is taken"
-                    )
-                    continue
-                name = other
-            routes[name] = (slug, upstream)
-            entries.append({**raw, "name": name})
+                        continue
+                    name = other
+                routes[name] = (slug, upstream)
+                entries.append({**raw, "name": name})
         built.problems = _capped(built.problems)
         return built
 
@@ -495,7 +501,15 @@ def compile_uri_template(template: str) -> str | None:
         if isinstance(part, str):
             out.append(re.escape(part))
             continue
-        if any(operator in _SPANNING for operator in part):
+        following = parts[index + 1] if index + 1 < len(parts) else ""
+        first = following[0] if isinstance(following, str) and following else ""
+        spans = [i for i, operator in enumerate(part) if operator in _SPANNING]
+        if spans:
+            head, part = part[: spans[0]], part[spans[0] :]
+            # Before "{+x}" a value adds nothing to what ".*" takes; before "{?x}" (which may
+            # be empty) it stops at "?" and at what follows the run.
+            if head and part[0] != "+":
+                out.append(_run_pattern(head, re.escape(part[0]) + re.escape(first)))
             if any(isinstance(later, list) for later in parts[index + 1 :]):
                 # Values after a spanning one would make the regex try every split of the URI
                 # (quadratic): keep only the template's last literal, so "file:///{+dir}/{name}.txt"
@@ -506,17 +520,20 @@ def compile_uri_template(template: str) -> str | None:
                 break
             out.append(_VALUE_PATTERNS[part[0]] if len(part) == 1 else ".*")
             continue
-        following = parts[index + 1] if index + 1 < len(parts) else ""
-        first = following[0] if isinstance(following, str) and following else ""
-        stop = re.escape(first)
-        if len(part) == 1:
-            pattern = _VALUE_PATTERNS[part[0]].format(stop=stop)
-        else:
-            pattern = f"[^?#{stop}]*" if "/" in part else f"[^/?#{stop}]*"
-        # What follows cannot start inside these values, so giving characters back can never
-        # help: a possessive match (no backtracking) finds the same URIs, in one pass. Only a
-        # run of ``{/x}`` before a literal starting with "/" (and so on) must stay greedy.
-        if not (len(part) == 1 and part[0] in "./;" and first == part[0]):
-            pattern += "+"
-        out.append(pattern)
+        out.append(_run_pattern(part, re.escape(first), first))
     return "".join(out)
+
+
+def _run_pattern(operators: list[str], stop: str, first: str = "") -> str:
+    """The regex for a run of adjacent non-spanning expressions, before ``first``."""
+    if len(operators) == 1:
+        pattern = _VALUE_PATTERNS[operators[0]].format(stop=stop)
+    else:
+        pattern = f"[^?#{stop}]*" if "/" in operators else f"[^/?#{stop}]*"
+    # What follows cannot start inside these values, so giving characters back can never help:
+    # a possessive match (no backtracking) finds the same URIs in one pass. A run like ``{.x}``
+    # before a literal that starts with its own "." leaves that last "." to the literal (the
+    # lookahead), and is possessive as well.
+    if len(operators) == 1 and operators[0] and operators[0] in "./;" and first == operators[0]:
+        pattern = pattern[:-2] + f"(?={stop}))*"
+    return pattern + "+"

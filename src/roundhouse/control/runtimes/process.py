@@ -81,13 +81,28 @@ def process_start_ticks(pid: int) -> int | None:
 
 
 def group_alive(pgid: int) -> bool:
+    """Does a process of the group still run? Zombies do not count: they are dead, only waiting
+    for a parent (often init, for a killed server's orphans) to reap them."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return any(_running_member(entry, pgid) for entry in os.scandir("/proc"))
+
+
+def _running_member(entry: os.DirEntry[str], pgid: int) -> bool:
+    if not entry.name.isdigit():
+        return False
+    try:
+        with open(f"/proc/{entry.name}/stat", "rb") as stat:
+            raw = stat.read()
+    except OSError:
+        return False
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    # fields[0] is the state, fields[2] the process group.
+    return int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -176,11 +191,14 @@ class ManagedProcess:
     async def _stop(self, timeouts: StopTimeouts) -> int | None:
         process = self._process
         if process.returncode is None:
+            # SIGKILL comes ``term`` seconds after the stop began, whatever the steps before it
+            # took: the stop timeout bounds the whole sequence.
+            deadline = time.monotonic() + timeouts.term
             with contextlib.suppress(OSError, RuntimeError):
                 self.stdin.close()
             if not await self._exited_within(min(timeouts.grace, timeouts.term)):
                 _signal_group(self.pgid, signal.SIGTERM)
-                if not await self._exited_within(timeouts.term):
+                if not await self._exited_within(max(0.0, deadline - time.monotonic())):
                     log.warning("instance pid %d ignored SIGTERM; sending SIGKILL", self.pid)
                     _signal_group(self.pgid, signal.SIGKILL)
                     await self._exited_within(PROCESS_REAP_TIMEOUT)
