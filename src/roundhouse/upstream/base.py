@@ -17,10 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from roundhouse.errors import UpstreamError, UpstreamProtocolError
+import orjson
+
+from roundhouse.errors import InvalidInput, UpstreamError, UpstreamProtocolError
 from roundhouse.protocol.jsonrpc import Message
 
-__all__ = ["RELATED_KEY", "Connection", "MessageHandler", "UpstreamRpcError", "result_of"]
+__all__ = [
+    "RELATED_KEY",
+    "Connection",
+    "MessageHandler",
+    "UpstreamRpcError",
+    "encode_for_upstream",
+    "result_of",
+]
 
 MessageHandler: TypeAlias = Callable[[Message], None]
 """Receives notifications and server-to-client requests; called on the reader, must not block."""
@@ -30,6 +39,15 @@ MessageHandler: TypeAlias = Callable[[Message], None]
 #: HTTP upstream's SSE stream for that POST): the id the caller gave that request. Not JSON-RPC:
 #: whoever receives the message takes it off before passing the message on.
 RELATED_KEY = "_related"
+
+
+def encode_for_upstream(message: Message, *, newline: bool = False) -> bytes:
+    """``message`` as bytes for the wire. orjson reads JSON nested up to 1,024 levels but writes
+    only 254: a client's message between the two is refused here, as bad input, not a crash."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE if newline else 0)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidInput(f"the message cannot be forwarded: {exc}") from None
 
 
 class UpstreamRpcError(UpstreamError):

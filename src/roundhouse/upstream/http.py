@@ -42,7 +42,13 @@ from roundhouse.protocol.eras import (
     encode_header_value,
 )
 from roundhouse.protocol.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, Message
-from roundhouse.upstream.base import RELATED_KEY, MessageHandler, UpstreamRpcError, result_of
+from roundhouse.upstream.base import (
+    RELATED_KEY,
+    MessageHandler,
+    UpstreamRpcError,
+    encode_for_upstream,
+    result_of,
+)
 
 __all__ = ["SESSION_DELETE_TIMEOUT", "HttpConnection", "UpstreamSessionExpired"]
 
@@ -142,7 +148,9 @@ class HttpConnection:
         with _mapped_errors(self.name, method, NOTIFY_TIMEOUT):
             async with asyncio.timeout(NOTIFY_TIMEOUT):
                 response = await self._client.post(
-                    self.url, content=orjson.dumps(message), headers=self._headers_for(message)
+                    self.url,
+                    content=encode_for_upstream(message),
+                    headers=self._headers_for(message),
                 )
         if response.status_code >= 400:
             sent_session = MCP_SESSION_ID_HEADER in response.request.headers
@@ -174,7 +182,7 @@ class HttpConnection:
         extra_headers: dict[str, str] | None = None,
         related: Any = None,
     ) -> Message:
-        body = orjson.dumps(message)
+        body = encode_for_upstream(message)
         headers = self._headers_for(message)
         if extra_headers:
             headers = {**headers, **extra_headers}

@@ -29,7 +29,7 @@ import orjson
 
 from roundhouse.errors import UpstreamClosed, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from roundhouse.protocol.jsonrpc import METHOD_NOT_FOUND, Message, RequestId, recover_id
-from roundhouse.upstream.base import MessageHandler, result_of
+from roundhouse.upstream.base import MessageHandler, encode_for_upstream, result_of
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "ByteReader", "ByteWriter", "StdioConnection", "StdioStats"]
 
@@ -205,7 +205,7 @@ class StdioConnection:
         await self.send(message)
 
     async def send(self, message: Message) -> None:
-        self._write(orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE))
+        self._write(encode_for_upstream(message, newline=True))
         await self._drain()
 
     async def _roundtrip(
@@ -220,7 +220,7 @@ class StdioConnection:
         try:
             # One deadline over the write (a full pipe blocks drain) and the wait for the answer.
             async with asyncio.timeout(timeout):
-                self._write(orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE))
+                self._write(encode_for_upstream(message, newline=True))
                 self.stats.requests_sent += 1
                 await self._drain()
                 return await future
