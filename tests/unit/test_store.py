@@ -349,3 +349,14 @@ async def test_an_unsupported_database_url_is_invalid_input() -> None:
         await Store.open("mysql://u:p@localhost/db")
     with pytest.raises(InvalidInput, match="cannot be parsed"):
         await Store.open("not a url")
+
+
+def test_the_head_revision_constant_matches_the_migration_scripts() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from roundhouse.store.engine import HEAD_REVISION, MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION

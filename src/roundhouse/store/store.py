@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import fields
 from typing import Any, Self
 
-from alembic.util import CommandError
 from sqlalchemy import ColumnElement, Row, Table, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -31,6 +30,7 @@ from roundhouse.errors import Conflict, InvalidInput, NotFound, RoundhouseError,
 from roundhouse.spec import ServerSpec, spec_to_storage
 from roundhouse.store.engine import (
     WRITE_OPTION,
+    MigrationError,
     describe,
     make_engine,
     normalize_url,
@@ -293,7 +293,7 @@ class Store:
         except RoundhouseError:
             raise
         # CommandError: e.g. a registry migrated by a newer Roundhouse than this one.
-        except (SQLAlchemyError, OSError, CommandError) as exc:
+        except (SQLAlchemyError, OSError, MigrationError) as exc:
             raise StoreError(f"registry {self.location} failed: {self._explain(exc)}") from exc
 
     def _explain(self, exc: BaseException) -> str:
