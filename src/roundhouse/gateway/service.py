@@ -19,6 +19,7 @@ from roundhouse import __version__
 from roundhouse.errors import InvalidInput, RoundhouseError, UpstreamError
 from roundhouse.events import Event, EventBus
 from roundhouse.gateway.catalog import Catalog
+from roundhouse.gateway.listing import Lister
 from roundhouse.gateway.mrtr import InputBridge, Parked
 from roundhouse.gateway.paging import merge_cache_hints, page
 from roundhouse.gateway.relay import Relay
@@ -39,8 +40,7 @@ from roundhouse.protocol.jsonrpc import (
     METHOD_NOT_FOUND,
     Message,
 )
-from roundhouse.protocol.param_headers import HeaderMap, header_map, param_headers
-from roundhouse.protocol.param_headers import validate as validate_param_headers
+from roundhouse.protocol.param_headers import param_headers
 from roundhouse.protocol.translate import client_result, upstream_params
 from roundhouse.settings import Settings
 from roundhouse.upstream.base import UpstreamRpcError
@@ -59,19 +59,6 @@ GATEWAY_CAPABILITIES: dict[str, Any] = {
     "completions": {},
 }
 PAGE_SIZE = 500
-#: How long one listen stream to a modern upstream stays open before it is opened anew.
-UPSTREAM_LISTEN_SECONDS = 24 * 3600.0
-_LISTEN_KINDS = ("toolsListChanged", "promptsListChanged", "resourcesListChanged")
-#: Upstream list pages read before a server's list is taken as complete.
-MAX_UPSTREAM_PAGES = 100
-#: Seconds a list request to an upstream may take when the catalog is refreshed.
-LIST_TIMEOUT = 30.0
-_LISTS = (
-    ("tools", "tools/list", "tools"),
-    ("prompts", "prompts/list", "prompts"),
-    ("resources", "resources/list", "resources"),
-    ("resources", "resources/templates/list", "resourceTemplates"),
-)
 
 
 class GatewayError(RoundhouseError):
@@ -95,12 +82,9 @@ class Gateway:
         )
         self.relay = Relay(self)
         self.bridge = InputBridge()
+        self.lister = Lister(self)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._refresh_locks: dict[str, asyncio.Lock] = {}
         self._closing = False
-        self._listening: set[str] = set()
-        #: server -> tool -> its x-mcp-header annotations (2026-07-28 Mcp-Param-* headers)
-        self.param_maps: dict[str, dict[str, HeaderMap]] = {}
         #: Set at shutdown: open listen streams end with their final result.
         self.closed = asyncio.Event()
         #: task id -> server, learnt from results, for tasks/* on the aggregate endpoint.
@@ -145,128 +129,17 @@ class Gateway:
             slug = event.data["server"]
             self.relay.instance_gone(event.data["instance"])
             if not self.instances.ready(slug):
-                self._withdraw(slug)
+                self.lister.withdraw(slug)
 
-    # --- the catalog --------------------------------------------------------------------------
+    # --- the catalog (kept by gateway/listing.py) ----------------------------------------------
 
     def refresh(self, slug: str) -> None:
-        self.spawn(self._refresh(slug), f"catalog refresh {slug}")
-
-    async def _refresh(self, slug: str) -> None:
-        lock = self._refresh_locks.setdefault(slug, asyncio.Lock())
-        async with lock:
-            ready = self.instances.ready(slug)
-            if not ready:
-                self._withdraw(slug)
-                return
-            instance = ready[0]
-            lists: dict[str, list[dict[str, Any]]] = {}
-            for kind, method, key in _LISTS:
-                if not _offers(instance, kind):
-                    lists.setdefault(key, [])
-                    continue
-                try:
-                    lists[key] = await self._list_all(instance, method, key)
-                except (UpstreamError, TimeoutError) as exc:
-                    log.warning("%s: %s failed: %s", slug, method, exc)
-                    lists[key] = []
-            self.param_maps[slug] = {
-                tool["name"]: found
-                for tool in lists["tools"]
-                if isinstance(tool.get("name"), str)
-                and (found := header_map(tool.get("inputSchema")))
-            }
-            before = self.catalog.version
-            self.catalog.set_server(
-                slug,
-                priority=instance.priority,
-                tools_spec=instance.tools_spec,
-                tools=lists["tools"],
-                prompts=lists["prompts"],
-                resources=lists["resources"],
-                templates=lists["resourceTemplates"],
-            )
-            if self.catalog.version != before:
-                self.relay.announce_lists_changed(slug)
-            for candidate in ready:
-                self._listen_upstream(candidate)
-
-    def _listen_upstream(self, instance: Instance) -> None:
-        """A modern upstream tells of list changes only on a ``subscriptions/listen`` stream:
-        keep one open per instance (its notifications reach the relay like any other)."""
-        shake = instance.handshake
-        if shake is None or shake.era != "modern" or instance.id in self._listening:
-            return
-        self._listening.add(instance.id)
-
-        async def listen() -> None:
-            try:
-                await self._upstream_request(
-                    instance,
-                    "subscriptions/listen",
-                    {"notifications": dict.fromkeys(_LISTEN_KINDS, True)},
-                    timeout=UPSTREAM_LISTEN_SECONDS,
-                )
-            except (UpstreamError, TimeoutError) as exc:
-                log.debug("%s: listen stream ended: %s", instance.id, exc)
-            finally:
-                self._listening.discard(instance.id)
-
-        self.spawn(listen(), f"listen {instance.id}")
-
-    def _param_map(self, scope: Scope, name: Any) -> tuple[str, str, HeaderMap] | None:
-        if not isinstance(name, str):
-            return None
-        if scope.slug is not None:
-            slug, tool = scope.slug, name
-        else:
-            found = self.catalog.resolve_tool(name)
-            if found is None:
-                return None
-            slug, tool = found
-        mapping = self.param_maps.get(slug, {}).get(tool)
-        return (slug, tool, mapping) if mapping else None
+        self.lister.refresh(slug)
 
     def check_param_headers(
         self, scope: Scope, params: dict[str, Any], headers: list[tuple[bytes, bytes]]
     ) -> str | None:
-        """A 2026-07-28 ``tools/call``: do its ``Mcp-Param-*`` headers agree with its
-        arguments? None when they do (or the tool declares none), else what is wrong."""
-        found = self._param_map(scope, params.get("name"))
-        if found is None:
-            return None
-        arguments = params.get("arguments")
-        return validate_param_headers(
-            found[2], arguments if isinstance(arguments, dict) else {}, headers
-        )
-
-    def _withdraw(self, slug: str) -> None:
-        before = self.catalog.version
-        self.catalog.remove_server(slug)
-        if self.catalog.version != before:
-            self.relay.announce_lists_changed(slug)
-
-    async def _list_all(self, instance: Instance, method: str, key: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(MAX_UPSTREAM_PAGES):
-            params: dict[str, Any] | None = {"cursor": cursor} if cursor else None
-            result = await self._upstream_request(instance, method, params, timeout=LIST_TIMEOUT)
-            got = result.get(key)
-            if isinstance(got, list):
-                items.extend(item for item in got if isinstance(item, dict))
-            cursor = result.get("nextCursor")
-            if not isinstance(cursor, str) or not cursor:
-                break
-        return items
-
-    async def _upstream_request(
-        self, instance: Instance, method: str, params: dict[str, Any] | None, *, timeout: float
-    ) -> dict[str, Any]:
-        connection, shake = instance.connection, instance.handshake
-        if connection is None or shake is None:
-            raise NoInstance(f"instance {instance.id} is not ready")
-        return await connection.request(method, shake.stamp(params), timeout=timeout)
+        return self.lister.check_param_headers(scope, params, headers)
 
     # --- requests from clients ----------------------------------------------------------------
 
@@ -489,7 +362,7 @@ class Gateway:
         try:
             extra = None
             if shake.era == "modern" and call.method == "tools/call" and sent is not None:
-                mapping = self.param_maps.get(slug, {}).get(str(sent.get("name")))
+                mapping = self.lister.param_maps.get(slug, {}).get(str(sent.get("name")))
                 arguments = sent.get("arguments")
                 if mapping and isinstance(arguments, dict):
                     extra = dict(param_headers(mapping, arguments))
@@ -595,7 +468,7 @@ class Gateway:
                 if shake is None or shake.era != "legacy":
                     continue
                 try:
-                    await self._upstream_request(instance, method, params, timeout=5.0)
+                    await self.lister.upstream_request(instance, method, params, timeout=5.0)
                 except (UpstreamError, TimeoutError) as exc:
                     log.debug("%s on %s failed: %s", method, instance.id, exc)
 
@@ -612,11 +485,6 @@ def _log_level(session: ClientSession, meta: Any) -> str | None:
     if isinstance(meta, dict) and isinstance(meta.get(LOG_LEVEL_META_KEY), str):
         return str(meta[LOG_LEVEL_META_KEY])
     return session.log_level
-
-
-def _offers(instance: Instance, kind: str) -> bool:
-    shake = instance.handshake
-    return shake is not None and kind in shake.capabilities
 
 
 def _error(request_id: Any, code: int, message: str, data: Any = None) -> Message:

@@ -19,9 +19,18 @@ import re
 from typing import Any
 
 import orjson
-from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
+from roundhouse.gateway.frontends.wire import (
+    SSE_HEADERS,
+    accepted,
+    decode_header,
+    error,
+    event,
+    reply,
+    response_of,
+    wait_disconnect,
+)
 from roundhouse.gateway.service import Gateway
 from roundhouse.gateway.sessions import Call, ClientSession
 from roundhouse.gateway.sessions import Scope as Endpoint
@@ -60,18 +69,12 @@ MODERN_ERROR_STATUS = {
 DISCONNECT_WATCH_AFTER = 1.0
 #: A quiet GET stream sends a comment this often, so proxies keep it open.
 KEEPALIVE_SECONDS = 15.0
-_JSON = [(b"content-type", b"application/json")]
 #: Headers a 2026-07-28 request routes by: two copies of one are a mismatch (first-copy and
 #: last-copy readers would disagree), as in the SDK's ``find_duplicated_routing_header``.
 _ROUTING_HEADERS = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 #: Where ``__call__`` notes a repeated routing header in the folded header dict (no real header
 #: name starts with a colon).
 _DUPLICATE = b":duplicate"
-_SSE = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 def is_mcp_path(path: str) -> bool:
@@ -110,7 +113,7 @@ class McpHttpApp:
         else:
             match = _SERVER_PATH.match(path)
             if match is None:
-                await _reply(send, 404, _error(None, INVALID_REQUEST, "no such MCP endpoint"))
+                await reply(send, 404, error(None, INVALID_REQUEST, "no such MCP endpoint"))
                 return
             endpoint = Endpoint(match.group(1))
         headers: dict[bytes, bytes] = {}
@@ -119,20 +122,20 @@ class McpHttpApp:
                 # Two copies of a header we judge by: both must pass (the first is checked
                 # here, before the second replaces it; the last one after the loop).
                 if name in (b"origin", b"host") and not self._origin_ok(name, headers[name]):
-                    await _reply(send, 403, _error(None, INVALID_REQUEST, "origin not allowed"))
+                    await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
                     return
                 if name in _ROUTING_HEADERS:
                     headers[_DUPLICATE] = name
             headers[name] = value
         if not (self._origin_ok(b"origin", headers.get(b"origin"))):
-            await _reply(send, 403, _error(None, INVALID_REQUEST, "origin not allowed"))
+            await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
             return
         if not self._origin_ok(b"host", headers.get(b"host")):
-            await _reply(send, 403, _error(None, INVALID_REQUEST, "host not allowed"))
+            await reply(send, 403, error(None, INVALID_REQUEST, "host not allowed"))
             return
         if endpoint.slug is not None and not self.gateway.instances.known(endpoint.slug):
-            await _reply(
-                send, 404, _error(None, INVALID_REQUEST, f"no server named {endpoint.slug!r}")
+            await reply(
+                send, 404, error(None, INVALID_REQUEST, f"no server named {endpoint.slug!r}")
             )
             return
         method = scope["method"]
@@ -144,17 +147,17 @@ class McpHttpApp:
             elif method == "DELETE":
                 await self._delete(endpoint, headers, send)
             else:
-                await _reply(
+                await reply(
                     send,
                     405,
-                    _error(None, INVALID_REQUEST, "method not allowed"),
+                    error(None, INVALID_REQUEST, "method not allowed"),
                     [(b"allow", b"GET, POST, DELETE")],
                 )
         except _Reject as rejection:
-            await _reply(
+            await reply(
                 send,
                 rejection.status,
-                _error(None, rejection.code, rejection.message, rejection.data),
+                error(None, rejection.code, rejection.message, rejection.data),
                 rejection.headers,
             )
 
@@ -256,9 +259,9 @@ class McpHttpApp:
                 session, result = self.gateway.open_session(endpoint, message.get("params"))
             except Exception as exc:
                 code = getattr(exc, "code", INVALID_PARAMS)
-                await _reply(send, 200, _error(message.get("id"), code, str(exc)))
+                await reply(send, 200, error(message.get("id"), code, str(exc)))
                 return
-            await _reply(
+            await reply(
                 send,
                 200,
                 {"jsonrpc": "2.0", "id": message["id"], "result": result},
@@ -269,7 +272,7 @@ class McpHttpApp:
             if method == "server/discover" and "id" in message:
                 # A probe without the 2026 headers: answer it, it costs nothing.
                 result = self.gateway.discover(endpoint)
-                await _reply(send, 200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
+                await reply(send, 200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
                 return
             raise _Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
         found = self.gateway.sessions.get(session_id.decode("latin-1"), endpoint)
@@ -279,13 +282,13 @@ class McpHttpApp:
         if "method" not in message:
             # A client's answer to a server-to-client request.
             self.gateway.relay.client_response(session, message)
-            await _accepted(send)
+            await accepted(send)
             return
         if not isinstance(method, str):
             raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
         if "id" not in message:
             self._notification(session, method, message)
-            await _accepted(send)
+            await accepted(send)
             return
         await self._serve(session, message, method, receive, send)
 
@@ -311,7 +314,7 @@ class McpHttpApp:
         if "id" not in message or not isinstance(method, str):
             # No client-to-server notifications or responses exist on this wire.
             if "method" in message:
-                await _accepted(send)
+                await accepted(send)
                 return
             raise _Reject(400, INVALID_REQUEST, "2026-07-28 clients send no responses")
         params = message.get("params")
@@ -359,7 +362,7 @@ class McpHttpApp:
         if name_key is not None:
             value = params.get(name_key) if isinstance(params, dict) else None
             header = headers.get(b"mcp-name")
-            if value is not None and (header is None or _decode_header(header) != value):
+            if value is not None and (header is None or decode_header(header) != value):
                 await self._modern_error(
                     send,
                     request_id,
@@ -392,8 +395,8 @@ class McpHttpApp:
     async def _modern_error(
         self, send: Send, request_id: Any, code: int, message: str, data: Any = None
     ) -> None:
-        await _reply(
-            send, MODERN_ERROR_STATUS.get(code, 200), _error(request_id, code, message, data)
+        await reply(
+            send, MODERN_ERROR_STATUS.get(code, 200), error(request_id, code, message, data)
         )
 
     async def _serve(
@@ -415,7 +418,7 @@ class McpHttpApp:
                 (task, related), timeout=DISCONNECT_WATCH_AFTER, return_when=asyncio.FIRST_COMPLETED
             )
             if not done:
-                disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+                disconnect = asyncio.ensure_future(wait_disconnect(receive))
                 done, _ = await asyncio.wait(
                     (task, related, disconnect), return_when=asyncio.FIRST_COMPLETED
                 )
@@ -423,11 +426,11 @@ class McpHttpApp:
                     task.cancel()
                     return
             if task.done() and not call.outbox:
-                response = _response_of(task, request_id)
+                response = response_of(task, request_id)
                 status = 200
                 if not legacy and "error" in response:
                     status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
-                await _reply(send, status, response)
+                await reply(send, status, response)
                 return
             await self._stream_call(call, task, send, disconnect, receive)
         finally:
@@ -446,14 +449,14 @@ class McpHttpApp:
         disconnect: asyncio.Future[Any] | None,
         receive: Receive,
     ) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         if disconnect is None:
-            disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+            disconnect = asyncio.ensure_future(wait_disconnect(receive))
         loop = asyncio.get_running_loop()
         try:
             while True:
                 while call.outbox:
-                    await _event(send, call.outbox.pop(0))
+                    await event(send, call.outbox.pop(0))
                 if task.done():
                     break
                 call.related = related = loop.create_future()
@@ -464,8 +467,8 @@ class McpHttpApp:
                     task.cancel()
                     return
             while call.outbox:
-                await _event(send, call.outbox.pop(0))
-            await _event(send, _response_of(task, call.client_id))
+                await event(send, call.outbox.pop(0))
+            await event(send, response_of(task, call.client_id))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             if not disconnect.done():
@@ -491,8 +494,8 @@ class McpHttpApp:
         if session.streaming:
             raise _Reject(409, INVALID_REQUEST, "this session already has a GET stream")
         session.streaming = True
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        disconnect = asyncio.ensure_future(wait_disconnect(receive))
         try:
             while (
                 not disconnect.done() and self.gateway.sessions.get(session.id, endpoint) is session
@@ -504,7 +507,7 @@ class McpHttpApp:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getter in done:
-                    await _event(send, getter.result())
+                    await event(send, getter.result())
                     continue
                 getter.cancel()
                 if not done:
@@ -533,7 +536,7 @@ class McpHttpApp:
             )
         session = self._session(endpoint, headers)
         self.gateway.sessions.close(session.id)
-        await _reply(send, 200, None)
+        await reply(send, 200, None)
 
     def _session(self, endpoint: Endpoint, headers: dict[bytes, bytes]) -> ClientSession:
         session_id = headers.get(b"mcp-session-id")
@@ -543,68 +546,3 @@ class McpHttpApp:
         if session is None:
             raise _Reject(404, -32001, "Session not found")
         return session
-
-
-def _decode_header(value: bytes) -> str | None:
-    text = value.decode("latin-1")
-    if text.startswith("=?base64?") and text.endswith("?="):
-        import base64
-        import binascii
-
-        payload = text[9:-2]
-        try:
-            decoded = base64.b64decode(payload, validate=True)
-            # Only the canonical encoding matches, as in the SDK's decode_header_value.
-            if base64.b64encode(decoded).decode("ascii") != payload:
-                return None
-            return decoded.decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-    return text
-
-
-def _response_of(task: asyncio.Task[Message], request_id: Any) -> Message:
-    if task.cancelled():
-        return _error(request_id, INVALID_REQUEST, "request cancelled")
-    return task.result()
-
-
-def _error(request_id: Any, code: int, message: str, data: Any = None) -> Message:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "id": request_id, "error": error}
-
-
-async def _reply(
-    send: Send, status: int, payload: Message | None, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = orjson.dumps(payload) if payload is not None else b""
-    headers = (
-        [*_JSON, (b"content-length", str(len(body)).encode())]
-        if payload is not None
-        else [(b"content-length", b"0")]
-    )
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _accepted(send: Send) -> None:
-    await send(
-        {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
-    )
-    await send({"type": "http.response.body", "body": b""})
-
-
-async def _event(send: Send, message: Message) -> None:
-    data = b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
-    await send({"type": "http.response.body", "body": data, "more_body": True})
-
-
-async def _wait_disconnect(receive: Receive) -> AsgiMessage:
-    while True:
-        event = await receive()
-        if event["type"] == "http.disconnect":
-            return event
