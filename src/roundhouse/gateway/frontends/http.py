@@ -131,7 +131,9 @@ class McpHttpApp:
                     return
                 if name in _ROUTING_HEADERS:
                     headers[_DUPLICATE] = name
-            headers[name] = value
+            # A field value's surrounding whitespace is not part of it (RFC 9110 5.5); h11
+            # strips it, httptools does not.
+            headers[name] = value.strip(b" \t")
         if not (self._origin_ok(b"origin", headers.get(b"origin"))):
             await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
             return
