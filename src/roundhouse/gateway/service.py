@@ -476,6 +476,7 @@ class Gateway:
         """A client's ``notifications/cancelled``: stop serving that request."""
         call = session.calls.get(request_id)
         if call is not None and call.task is not None and not call.task.done():
+            call.cancelled_by_client = True
             call.task.cancel()
 
 

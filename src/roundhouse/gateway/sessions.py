@@ -17,6 +17,7 @@ import itertools
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,8 +96,18 @@ class Call:
     #: The id this call carries upstream: unique in the gateway, unlike the client's own.
     upstream_id: str = field(default_factory=lambda: f"rh-{next(_CALL_IDS)}")
 
+    #: Called once, at the first message about the call (the HTTP frontend starts its SSE
+    #: stream from it).
+    on_first_related: Callable[[], None] | None = None
+    #: The client asked to cancel (``notifications/cancelled``), as opposed to going away.
+    cancelled_by_client: bool = False
+
     def deliver(self, message: Message) -> None:
         self.outbox.append(message)
+        hook = self.on_first_related
+        if hook is not None:
+            self.on_first_related = None
+            hook()
         if self.related is not None and not self.related.done():
             self.related.set_result(None)
 

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from roundhouse.gateway.frontends.exchange import DISCONNECT_WATCH_AFTER, Exchange
 from roundhouse.gateway.frontends.wire import (
     SSE_HEADERS,
     accepted,
@@ -28,7 +29,6 @@ from roundhouse.gateway.frontends.wire import (
     error,
     event,
     reply,
-    response_of,
     wait_disconnect,
 )
 from roundhouse.gateway.service import Gateway
@@ -65,8 +65,6 @@ MODERN_ERROR_STATUS = {
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
 }
-#: A call that takes longer than this starts watching for its client to go away.
-DISCONNECT_WATCH_AFTER = 1.0
 #: A quiet GET stream sends a comment this often, so proxies keep it open.
 KEEPALIVE_SECONDS = 15.0
 #: Headers a 2026-07-28 request routes by: two copies of one are a mismatch (first-copy and
@@ -409,82 +407,44 @@ class McpHttpApp:
     async def _serve(
         self, session: ClientSession, message: Message, method: str, receive: Receive, send: Send
     ) -> None:
-        """Run one call; answer with JSON, or with SSE once something about it arrives."""
+        """Run one call in this coroutine; answer with JSON, or with SSE once something about
+        it arrives (``exchange.py``)."""
         request_id = message["id"]
-        loop = asyncio.get_running_loop()
         call = Call(session, request_id, method)
-        call.related = related = loop.create_future()
-        task = loop.create_task(self.gateway.request(call, message))
+        task = asyncio.current_task()
         call.task = task
+        exchange = Exchange(call, send, receive)
+        call.on_first_related = exchange.start_stream
         legacy = session.era == "legacy"
         if legacy:
             session.calls[request_id] = call
-        disconnect: asyncio.Future[Any] | None = None
+        timer = asyncio.get_running_loop().call_later(
+            DISCONNECT_WATCH_AFTER, exchange.watch_disconnect
+        )
         try:
-            # The hot path: one future wakes us, resolved by the call's end, by the first
-            # message about it, or by the timer after which we start watching the client
-            # (cheaper than asyncio.wait, which is measurable at these rates).
-            task.add_done_callback(lambda _: _resolve(related))
-            timer = loop.call_later(DISCONNECT_WATCH_AFTER, _resolve, related)
-            await related
-            timer.cancel()
-            if not task.done() and not call.outbox:
-                call.related = related = loop.create_future()
-                disconnect = asyncio.ensure_future(wait_disconnect(receive))
-                done, _ = await asyncio.wait(
-                    (task, related, disconnect), return_when=asyncio.FIRST_COMPLETED
-                )
-                if disconnect in done:
-                    task.cancel()
+            try:
+                response = await self.gateway.request(call, message)
+            except asyncio.CancelledError:
+                if not (call.cancelled_by_client or exchange.client_gone) or task is None:
+                    raise
+                # Our own cancellation, for the client: this task goes on to answer.
+                task.uncancel()
+                if exchange.client_gone:
                     return
-            if task.done() and not call.outbox:
-                response = response_of(task, request_id)
-                status = 200
-                if not legacy and "error" in response:
-                    status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
-                await reply(send, status, response)
+                response = error(request_id, INVALID_REQUEST, "request cancelled")
+            if exchange.streaming:
+                await exchange.finish_stream(response)
                 return
-            await self._stream_call(call, task, send, disconnect, receive)
+            status = 200
+            if not legacy and "error" in response:
+                status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
+            await reply(send, status, response)
         finally:
+            timer.cancel()
+            exchange.close()
+            call.on_first_related = None
             if legacy:
                 session.calls.pop(request_id, None)
-            if disconnect is not None and not disconnect.done():
-                disconnect.cancel()
-            if not task.done():
-                task.cancel()
-
-    async def _stream_call(
-        self,
-        call: Call,
-        task: asyncio.Task[Message],
-        send: Send,
-        disconnect: asyncio.Future[Any] | None,
-        receive: Receive,
-    ) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        if disconnect is None:
-            disconnect = asyncio.ensure_future(wait_disconnect(receive))
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                while call.outbox:
-                    await event(send, call.outbox.pop(0))
-                if task.done():
-                    break
-                call.related = related = loop.create_future()
-                done, _ = await asyncio.wait(
-                    (task, related, disconnect), return_when=asyncio.FIRST_COMPLETED
-                )
-                if disconnect in done:
-                    task.cancel()
-                    return
-            while call.outbox:
-                await event(send, call.outbox.pop(0))
-            await event(send, response_of(task, call.client_id))
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            if not disconnect.done():
-                disconnect.cancel()
 
     # --- GET and DELETE -----------------------------------------------------------------------
 
