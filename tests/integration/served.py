@@ -15,7 +15,7 @@ import uvicorn
 from roundhouse.api.app import create_app
 from roundhouse.manager import AsyncManager
 
-from .conftest import make_settings, stdio_spec, wait_state
+from .conftest import eventually, make_settings, stdio_spec, wait_state
 
 
 class Served:
@@ -50,18 +50,29 @@ class Served:
 
 @asynccontextmanager
 async def serve(tmp_path: Path, **settings: Any) -> AsyncIterator[Served]:
+    """The gateway on an ephemeral 127.0.0.1 port, as ``roundhouse up`` runs it: the listening
+    socket made with IPPROTO_TCP (else asyncio leaves Nagle on: 40 ms per keep-alive request)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
     async with AsyncManager(make_settings(tmp_path, port=port, **settings)) as manager:
         config = uvicorn.Config(
-            create_app(manager, port=port), lifespan="off", log_level="warning", access_log=False
+            create_app(manager, port=port),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
+        await eventually(lambda: server.started or task.done(), timeout=5, what="uvicorn")
+        if task.done():
+            task.result()  # startup failed: raise its error here
         try:
             yield Served(manager, port)
         finally:
             server.should_exit = True
             await task
+            sock.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +16,12 @@ import httpx
 import psutil
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from roundhouse.api.app import create_app
 from roundhouse.manager import AsyncManager
 from roundhouse.spec import MASK, spec_to_storage
 
-from .conftest import eventually, make_settings, stdio_spec, wait_state
+from .conftest import eventually, stdio_spec, wait_state
+from .served import serve
 
 SECRET_TOKEN = "tok-7f3a9c1e-never-shown"
 SECRET_ENV = "env-51bd2e08-never-shown"
@@ -61,24 +59,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
-    settings = make_settings(tmp_path_factory.mktemp("api"))
-    async with AsyncManager(settings) as manager:
-        # As serve() does: with proto 0 asyncio leaves Nagle on (40 ms per keep-alive request).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(manager, port=port),
-            lifespan="off",
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        await eventually(lambda: server.started or task.done(), timeout=5, what="uvicorn")
-        if task.done():
-            task.result()  # startup failed: raise its error here
+    async with serve(tmp_path_factory.mktemp("api")) as gateway_:
+        manager, port = gateway_.manager, gateway_.port
         seen: list[bytes] = []
         server_errors: list[str] = []
 
@@ -90,18 +72,13 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gate
             if "ndjson" not in response.headers.get("content-type", ""):
                 seen.append(await response.aread())
 
-        try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}",
-                trust_env=False,
-                timeout=10,
-                event_hooks={"response": [remember]},
-            ) as client:
-                yield Gateway(manager, client, port, seen, server_errors)
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            trust_env=False,
+            timeout=10,
+            event_hooks={"response": [remember]},
+        ) as client:
+            yield Gateway(manager, client, port, seen, server_errors)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import socket
 import tempfile
@@ -30,6 +29,7 @@ from roundhouse.control.runtimes.ports import port_is_free
 from roundhouse.control.states import RUNNING_STATES, InstanceState
 from roundhouse.events import Event
 from roundhouse.manager import AsyncManager
+from tests.portwindow import free_window
 
 from .conftest import PYTHON, Recorder, eventually, fixture_path, make_settings, wait_state
 
@@ -44,25 +44,6 @@ INITIALIZE = {
         "clientInfo": {"name": "test", "version": "0"},
     },
 }
-
-
-def free_window(size: int) -> int:
-    """The first of ``size`` consecutive ports that no socket holds (not even in TIME_WAIT),
-    picked at random in 20000-32000."""
-
-    def clean(port: int) -> bool:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", port))  # a probe, closed at once
-            except OSError:
-                return False
-        return True
-
-    for _ in range(200):
-        base = random.randrange(20_000, 32_000 - size)
-        if all(clean(port) for port in range(base, base + size)):
-            return base
-    raise RuntimeError(f"no window of {size} free ports found")
 
 
 #: This process's window: each test takes its own slice (BASE + offset).

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +22,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from roundhouse.api.app import create_app
 from roundhouse.gateway.sessions import Scope
 from roundhouse.manager import AsyncManager
 
-from .conftest import eventually, make_settings, stdio_spec, wait_state
+from .conftest import eventually, stdio_spec, wait_state
+from .served import serve
 
 LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
@@ -216,26 +214,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
-    # As serve() does: with proto 0 asyncio leaves Nagle on (40 ms per keep-alive request).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    settings = make_settings(
-        tmp_path_factory.mktemp("mcp-errors"), port=port, max_mcp_body_bytes=BODY_CAP
-    )
-    async with AsyncManager(settings) as manager:
-        config = uvicorn.Config(
-            create_app(manager, port=port),
-            lifespan="off",
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        await eventually(lambda: server.started or task.done(), timeout=5, what="uvicorn")
-        if task.done():
-            task.result()  # startup failed: raise its error here
+    async with serve(tmp_path_factory.mktemp("mcp-errors"), max_mcp_body_bytes=BODY_CAP) as gw:
+        manager, port = gw.manager, gw.port
         await manager.create_server(stdio_spec("raw", "raw_server.py"))
         await wait_state(manager, "raw", "running")
         await eventually(
@@ -249,24 +229,19 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gate
                 request = response.request
                 server_errors.append(f"{request.method} {request.url} → {response.status_code}")
 
-        try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}",
-                trust_env=False,
-                timeout=10,
-                event_hooks={"response": [remember]},
-            ) as client:
-                gateway = Gateway(manager, client, port, server_errors, {}, 0)
-                for path in PATHS:
-                    gateway.bystanders[path] = await gateway.open_session(path)
-                pid = manager.supervisor.workers("raw")[0].record.pid
-                assert pid is not None
-                gateway.raw_pid = pid
-                yield gateway
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            trust_env=False,
+            timeout=10,
+            event_hooks={"response": [remember]},
+        ) as client:
+            gateway = Gateway(manager, client, port, server_errors, {}, 0)
+            for path in PATHS:
+                gateway.bystanders[path] = await gateway.open_session(path)
+            pid = manager.supervisor.workers("raw")[0].record.pid
+            assert pid is not None
+            gateway.raw_pid = pid
+            yield gateway
 
 
 @pytest_asyncio.fixture(loop_scope="module")

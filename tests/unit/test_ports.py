@@ -6,7 +6,6 @@ that a second run of this file at the same time does not meet this one.
 
 from __future__ import annotations
 
-import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,26 +24,7 @@ from hypothesis.stateful import (
 
 from roundhouse.control.runtimes.ports import PortAllocator, port_is_free
 from roundhouse.errors import Conflict
-
-
-def free_window(size: int) -> int:
-    """The first of ``size`` consecutive ports that no socket holds (not even in TIME_WAIT),
-    picked at random in 20000-32000."""
-
-    def clean(port: int) -> bool:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", port))  # a probe, closed at once
-            except OSError:
-                return False
-        return True
-
-    for _ in range(200):
-        base = random.randrange(20_000, 32_000 - size)
-        if all(clean(port) for port in range(base, base + size)):
-            return base
-    raise RuntimeError(f"no window of {size} free ports found")
-
+from tests.portwindow import free_window
 
 #: This process's window: each test takes its own slice (BASE + offset).
 BASE = free_window(40)
