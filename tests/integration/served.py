@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from roundhouse.api.app import create_app
@@ -46,6 +47,32 @@ class Served:
 
     def tool_names(self) -> list[str]:
         return [tool["name"] for tool in self.manager.gateway.catalog.tools()]
+
+
+LEGACY_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-11-25",
+}
+
+
+async def open_session(http: httpx.AsyncClient, path: str) -> dict[str, str]:
+    """``initialize`` a legacy session on ``path``; the headers its later requests carry."""
+    init = await http.post(
+        path,
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        },
+        headers={"Accept": LEGACY_HEADERS["Accept"]},
+    )
+    init.raise_for_status()
+    return {**LEGACY_HEADERS, "Mcp-Session-Id": init.headers["mcp-session-id"]}
 
 
 @asynccontextmanager

@@ -10,9 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .served import Served, serve
-
-HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+from .served import Served, open_session, serve
 
 
 @pytest.fixture
@@ -20,24 +18,6 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     async with serve(tmp_path) as served:
         await served.add("raw", "raw_server.py")
         yield served
-
-
-async def open_session(http: httpx.AsyncClient) -> dict[str, str]:
-    init = await http.post(
-        "/servers/raw/mcp",
-        json={
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
-        headers=HEADERS,
-    )
-    return {**HEADERS, "Mcp-Session-Id": init.headers["mcp-session-id"]}
 
 
 def sleep_call(request_id: int, seconds: float) -> dict[str, object]:
@@ -55,7 +35,7 @@ def outstanding(served: Served) -> int:
 
 async def test_notifications_cancelled_ends_a_call_in_flight_and_the_session_goes_on(served):
     async with httpx.AsyncClient(base_url=served.url, timeout=30, trust_env=False) as http:
-        headers = await open_session(http)
+        headers = await open_session(http, "/servers/raw/mcp")
         call = asyncio.create_task(
             http.post("/servers/raw/mcp", json=sleep_call(7, 30), headers=headers)
         )
@@ -84,7 +64,7 @@ async def test_notifications_cancelled_ends_a_call_in_flight_and_the_session_goe
 
 async def test_a_client_that_goes_away_has_its_call_cancelled(served):
     async with httpx.AsyncClient(base_url=served.url, timeout=30, trust_env=False) as http:
-        headers = await open_session(http)
+        headers = await open_session(http, "/servers/raw/mcp")
         with pytest.raises(httpx.ReadTimeout):
             await http.post(
                 "/servers/raw/mcp", json=sleep_call(9, 30), headers=headers, timeout=1.2

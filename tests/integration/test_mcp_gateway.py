@@ -13,7 +13,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from .served import Served, serve
+from .served import Served, open_session, serve
 
 MODES = ["legacy", "2026-07-28"]
 
@@ -97,23 +97,7 @@ async def test_killing_an_upstream_fails_100_calls_in_flight_within_a_second_the
     served,
 ):
     async with httpx.AsyncClient(base_url=served.url, timeout=30, trust_env=False) as http:
-        headers = {"Accept": "application/json, text/event-stream"}
-        init = await http.post(
-            "/servers/raw/mcp",
-            json={
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
-            headers=headers,
-        )
-        headers["Mcp-Session-Id"] = init.headers["mcp-session-id"]
-        headers["MCP-Protocol-Version"] = "2025-11-25"
+        headers = await open_session(http, "/servers/raw/mcp")
 
         async def slow_call(n: int) -> dict[str, object]:
             body = {

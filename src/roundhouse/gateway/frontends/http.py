@@ -325,77 +325,71 @@ class McpHttpApp:
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
         request_id = message.get("id")
+        rejection = self._ladder(endpoint, headers, raw_headers, method, params, meta)
+        if rejection is not None:
+            code, text, data = rejection
+            await self._modern_error(send, request_id, code, text, data)
+            return
+        assert isinstance(meta, dict)
+        version = meta[PROTOCOL_VERSION_META_KEY]
+        session = self.gateway.sessions.modern(endpoint, version, meta)
+        await self._serve(session, message, method, receive, send)
+
+    def _ladder(
+        self,
+        endpoint: Endpoint,
+        headers: dict[bytes, bytes],
+        raw_headers: list[tuple[bytes, bytes]],
+        method: str,
+        params: Any,
+        meta: Any,
+    ) -> tuple[int, str, Any] | None:
+        """The 2026-07-28 checks of a request, in the SDK's order; the first failure as
+        (code, message, data), or None when the request may be served."""
         if (
             not isinstance(meta, dict)
             or PROTOCOL_VERSION_META_KEY not in meta
             or CLIENT_CAPABILITIES_META_KEY not in meta
         ):
-            await self._modern_error(
-                send,
-                request_id,
+            return (
                 INVALID_PARAMS,
                 "params._meta must carry the protocol version and client capabilities",
+                None,
             )
-            return
         version = meta[PROTOCOL_VERSION_META_KEY]
         duplicate = headers.get(_DUPLICATE)
         if duplicate is not None:
-            await self._modern_error(
-                send,
-                request_id,
+            return (
                 HEADER_MISMATCH,
                 f"{duplicate.decode('latin-1')} header appears more than once",
+                None,
             )
-            return
         if headers.get(b"mcp-protocol-version", b"").decode("latin-1") != version:
-            await self._modern_error(
-                send,
-                request_id,
-                HEADER_MISMATCH,
-                "MCP-Protocol-Version header does not match the request envelope",
-            )
-            return
+            text = "MCP-Protocol-Version header does not match the request envelope"
+            return HEADER_MISMATCH, text, None
         if headers.get(b"mcp-method", b"").decode("latin-1") != method:
-            await self._modern_error(
-                send,
-                request_id,
+            return (
                 HEADER_MISMATCH,
                 "Mcp-Method header does not match the request body's method",
+                None,
             )
-            return
         name_key = NAME_BEARING_METHODS.get(method)
         if name_key is not None:
             value = params.get(name_key) if isinstance(params, dict) else None
             header = headers.get(b"mcp-name")
             if value is not None and (header is None or decode_header(header) != value):
-                await self._modern_error(
-                    send,
-                    request_id,
-                    HEADER_MISMATCH,
-                    f"Mcp-Name header does not match the request body's {name_key!r}",
-                )
-                return
+                text = f"Mcp-Name header does not match the request body's {name_key!r}"
+                return HEADER_MISMATCH, text, None
         if not isinstance(version, str):
-            await self._modern_error(
-                send, request_id, INVALID_PARAMS, "the protocol version must be a string"
-            )
-            return
+            return INVALID_PARAMS, "the protocol version must be a string", None
         if version not in MODERN_VERSIONS:
-            await self._modern_error(
-                send,
-                request_id,
-                UNSUPPORTED_PROTOCOL_VERSION,
-                "Unsupported protocol version",
-                {"supported": list(MODERN_VERSIONS), "requested": version},
-            )
-            return
+            data = {"supported": list(MODERN_VERSIONS), "requested": version}
+            return UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version", data
         if method == "tools/call" and isinstance(params, dict):
             problem = self.gateway.check_param_headers(endpoint, params, raw_headers)
             if problem is not None:
-                await self._modern_error(send, request_id, HEADER_MISMATCH, problem)
-                return
-        session = self.gateway.sessions.modern(endpoint, version, meta)
-        await self._serve(session, message, method, receive, send)
+                return HEADER_MISMATCH, problem, None
+        return None
 
     async def _modern_error(
         self, send: Send, request_id: Any, code: int, message: str, data: Any = None
