@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 # ---------------------------------------------------------------------------------------------
+# defaults: a fresh data dir gets the bundled Bindery server, which most tests do not want (it is
+# one more process per gateway). Off for every test and every gateway a test spawns; the tests
+# of the default deployment turn it on explicitly.
+# ---------------------------------------------------------------------------------------------
+import os as _defaults_os
+
+_defaults_os.environ.setdefault("ROUNDHOUSE_BINDERY", "false")
+
+# ---------------------------------------------------------------------------------------------
 # store: a real registry on SQLite (a file in tmp_path) and on PostgreSQL (one fresh schema per
 # test). Postgres is looked for at ROUNDHOUSE_TEST_POSTGRES_URL, else 127.0.0.1:5432/test as
 # user postgres, then root. Absent, its tests are skipped with a loud reason, unless

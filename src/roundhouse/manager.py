@@ -29,6 +29,7 @@ from roundhouse.control.runtimes.process import ProcessRuntime
 from roundhouse.control.states import RUNNING_STATES, Health
 from roundhouse.control.stderr import LogLine
 from roundhouse.control.supervisor import Supervisor
+from roundhouse.defaults import apply_defaults
 from roundhouse.errors import Conflict, InvalidInput, NotFound, RoundhouseError
 from roundhouse.events import EventBus, Subscription
 from roundhouse.gateway.service import Gateway
@@ -138,6 +139,7 @@ class AsyncManager:
             left = await self.reconciler.recover()
             if left:
                 log.warning("stopped %d process group(s) left by a previous run", left)
+            await apply_defaults(self.store, settings)
             for spec in self._initial_servers:
                 await self.store.upsert_server(spec)
             await self.reconciler.reconcile_all()
