@@ -24,6 +24,7 @@ from roundhouse.gateway.mrtr import InputBridge, Parked
 from roundhouse.gateway.paging import merge_cache_hints, page
 from roundhouse.gateway.relay import Relay
 from roundhouse.gateway.sessions import Call, ClientSession, Scope, SessionTable
+from roundhouse.gateway.tasks import ANONYMOUS, TaskTable
 from roundhouse.gateway.upstreams import Instance, InstanceTable, NoInstance, pick
 from roundhouse.protocol.eras import (
     DISCOVER_METHOD,
@@ -59,6 +60,8 @@ GATEWAY_CAPABILITIES: dict[str, Any] = {
     "completions": {},
 }
 PAGE_SIZE = 500
+#: Pages of an upstream's tasks/list followed for one client's tasks/list.
+MAX_TASK_PAGES = 20
 
 
 class GatewayError(RoundhouseError):
@@ -87,8 +90,8 @@ class Gateway:
         self._closing = False
         #: Set at shutdown: open listen streams end with their final result.
         self.closed = asyncio.Event()
-        #: task id -> server, learnt from results, for tasks/* on the aggregate endpoint.
-        self.task_owner: dict[str, str] = {}
+        #: Where each task a call created lives, and whose it is (``tasks/*``).
+        self.tasks = TaskTable()
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -241,6 +244,8 @@ class Gateway:
             session.log_level = level
             await self._fan_out(scope, method, params)
             return {}
+        if method.startswith("tasks/"):
+            return await self._task_request(call, message, params or {})
         if scope.slug is not None:
             return await self._forward(call, scope.slug, message, params)
         return await self._aggregate(call, message, params or {})
@@ -294,12 +299,6 @@ class Gateway:
             return await self._forward(call, owner, message, params)
         if method == "completion/complete":
             return await self._complete(call, message, params)
-        if method.startswith("tasks/"):
-            task_id = params.get("taskId")
-            owner_slug = self.task_owner.get(task_id) if isinstance(task_id, str) else None
-            if owner_slug is None:
-                raise GatewayError(INVALID_PARAMS, f"unknown task: {task_id!r}")
-            return await self._forward(call, owner_slug, message, params)
         raise GatewayError(METHOD_NOT_FOUND, f"method not found: {method}")
 
     async def _complete(
@@ -323,17 +322,69 @@ class Gateway:
             return await self._forward(call, owner, message, params)
         raise GatewayError(INVALID_PARAMS, "ref must name a prompt or a resource")
 
-    async def _forward(
-        self, call: Call, slug: str, message: Message, params: dict[str, Any] | None
+    async def _task_request(
+        self, call: Call, message: Message, params: dict[str, Any]
     ) -> dict[str, Any]:
-        """Send the request to one instance of ``slug`` and shape its answer for the client."""
+        """``tasks/*``: only the caller's own tasks, each at the instance that holds it."""
+        session = call.session
+        owner = ANONYMOUS if session.era == "modern" else session.id
+        if call.method == "tasks/list":
+            return await self._list_tasks(owner, session.scope.slug)
+        task_id = params.get("taskId")
+        found = self.tasks.route(task_id, owner, session.scope.slug)
+        if found is None:
+            raise GatewayError(INVALID_PARAMS, f"unknown task: {task_id!r}")
+        return await self._forward(call, found.slug, message, params, instance_id=found.instance)
+
+    async def _list_tasks(self, owner: str, slug: str | None) -> dict[str, Any]:
+        """The owner's tasks as their instances report them now; the upstream's list holds
+        every session's tasks, so it is filtered, and its pages are followed (bounded)."""
+        mine = self.tasks.owned(owner, slug)
+        listed: list[dict[str, Any]] = []
+        for task_slug, instance_id in self.tasks.instances(mine):
+            instance = next(
+                (i for i in self.instances.ready(task_slug) if i.id == instance_id), None
+            )
+            if instance is None:
+                continue
+            cursor: Any = None
+            for _ in range(MAX_TASK_PAGES):
+                answer = await self.lister.upstream_request(
+                    instance,
+                    "tasks/list",
+                    {"cursor": cursor} if cursor is not None else None,
+                    timeout=instance.call_timeout,
+                )
+                tasks = answer.get("tasks")
+                if not isinstance(tasks, list):
+                    break
+                listed.extend(t for t in tasks if isinstance(t, dict) and t.get("taskId") in mine)
+                cursor = answer.get("nextCursor")
+                if not isinstance(cursor, str):
+                    break
+        return {"tasks": listed}
+
+    async def _forward(
+        self,
+        call: Call,
+        slug: str,
+        message: Message,
+        params: dict[str, Any] | None,
+        *,
+        instance_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Send the request to one instance of ``slug`` (``instance_id``: that one, or an
+        error if it is gone) and shape its answer for the client."""
         session = call.session
         state = params.get("requestState") if params else None
         parked = self.bridge.take(state) if session.era == "modern" else None
         if parked is not None:
             return await self._resume(call, slug, parked, params or {})
-        owner = self.bridge.state_owner.get(state) if isinstance(state, str) else None
-        instance = self._pick(session, slug, owner)
+        if instance_id is not None:
+            instance = self._holding(slug, instance_id)
+        else:
+            owner = self.bridge.state_owner.get(state) if isinstance(state, str) else None
+            instance = self._pick(session, slug, owner)
         connection, shake = instance.connection, instance.handshake
         if connection is None or shake is None:
             raise NoInstance(f"server {slug!r} has no ready instance")
@@ -423,8 +474,9 @@ class Gateway:
         result = response.get("result")
         if not isinstance(result, dict):
             raise GatewayError(INTERNAL_ERROR, f"{slug} answered without a result object")
-        if session.scope.slug is None:
-            self._learn_task(slug, result)
+        if "task" in result and call.method == "tools/call":
+            owner = ANONYMOUS if session.era == "modern" else session.id
+            self.tasks.learn(result["task"], slug, call.instance or "", owner)
         state = result.get("requestState")
         if result.get("resultType") == "input_required" and isinstance(state, str):
             # The retry must reach the instance that holds this state.
@@ -454,10 +506,13 @@ class Gateway:
         session.sticky[slug] = instance.id
         return instance
 
-    def _learn_task(self, slug: str, result: dict[str, Any]) -> None:
-        task = result.get("task")
-        if isinstance(task, dict) and isinstance(task.get("taskId"), str):
-            self.task_owner[task["taskId"]] = slug
+    def _holding(self, slug: str, instance_id: str) -> Instance:
+        for instance in self.instances.ready(slug):
+            if instance.id == instance_id:
+                return instance
+        raise NoInstance(
+            f"the instance of {slug!r} that holds this task is gone (its tasks went with it)"
+        )
 
     async def _fan_out(self, scope: Scope, method: str, params: dict[str, Any] | None) -> None:
         """Send a request to one instance of every server in scope; failures are logged."""
