@@ -72,6 +72,8 @@ class Guard:
         idempotent: bool,
         mutation: bool,
     ) -> T:
+        """``await fn()`` for ``operation(arguments)`` behind the cache, retries and breaker.
+        ``fn`` raises for an error answer: whatever it returns from a read may be cached."""
         cache = self.cache
         if mutation:
             return await self._mutate(fn, idempotent, cache)
