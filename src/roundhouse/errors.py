@@ -12,6 +12,10 @@
     │   └── UpstreamProtocolError                the server sent something that is not MCP
     └── StoreError                       -32004  the registry could not be read or written
 
+``counts_as_failure`` says whether an error is news about a backend's health: a circuit breaker
+counts it (the default), or not, for errors that mean "the backend answered: your request is
+wrong" (``InvalidInput``, ``NotFound``, ``Conflict``, ``NotSupported``).
+
 Foreign exceptions are mapped onto this tree where they enter (the runtime maps OSError from a
 spawn, the store maps SQLAlchemy errors) and turned into wire errors in one place per frontend
 (``api/errors.py`` for REST).
@@ -41,6 +45,7 @@ class RoundhouseError(Exception):
 
     code: int = -32603
     http_status: int = 500
+    counts_as_failure: bool = True
 
     def __init__(self, message: str, *, data: Any = None) -> None:
         super().__init__(message)
@@ -57,6 +62,7 @@ class RoundhouseError(Exception):
 class InvalidInput(RoundhouseError):
     code = -32602
     http_status = 422
+    counts_as_failure = False
 
     def __init__(self, message: str, *, field: str | None = None, data: Any = None) -> None:
         super().__init__(message, data=data)
@@ -76,16 +82,19 @@ class ConfigFileError(InvalidInput):
 class NotFound(RoundhouseError):
     code = -32001
     http_status = 404
+    counts_as_failure = False
 
 
 class Conflict(RoundhouseError):
     code = -32002
     http_status = 409
+    counts_as_failure = False
 
 
 class NotSupported(RoundhouseError):
     code = -32003
     http_status = 422
+    counts_as_failure = False
 
 
 class UpstreamError(RoundhouseError):
