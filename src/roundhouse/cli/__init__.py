@@ -18,6 +18,7 @@ from __future__ import annotations
 import typer
 
 from roundhouse.cli.args import build_spec
+from roundhouse.cli.bindery import bindery_app
 from roundhouse.cli.gateway import health, import_, up
 from roundhouse.cli.remote import root
 from roundhouse.cli.render import human_duration
@@ -49,6 +50,7 @@ app.command(no_args_is_help=True, context_settings={"ignore_unknown_options": Tr
 app.command(no_args_is_help=True)(logs)
 app.command("import", no_args_is_help=True)(import_)
 app.command()(health)
+app.add_typer(bindery_app, name="bindery")
 
 
 def main() -> None:
