@@ -26,7 +26,7 @@ from typing import Any, Final
 import orjson
 
 from roundhouse.bindery.face.tools import Request, Tool
-from roundhouse.errors import RoundhouseError
+from roundhouse.errors import RoundhouseError, UpstreamProtocolError
 from roundhouse.resilience import (
     BreakerConfig,
     BreakerState,
@@ -197,7 +197,7 @@ def _answer(response: PooledResponse) -> Any:
     if 200 <= status < 300:
         try:
             return response.json()
-        except orjson.JSONDecodeError:
+        except UpstreamProtocolError:
             raise BackendFailed(
                 status, "the Bindery backend sent an answer that is not JSON"
             ) from None
@@ -211,7 +211,7 @@ def _error_of(response: PooledResponse) -> tuple[str, str]:
     """``(code, message)`` of the backend's ``{"error": {...}}``, or a stand-in."""
     try:
         body = response.json()
-    except orjson.JSONDecodeError:
+    except UpstreamProtocolError:
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
