@@ -120,6 +120,10 @@ class BackendManager:
             except RoundhouseError as exc:
                 log.error("bindery backend could not be started: %s", exc.message)
                 self.first_start_done.set()
+            except Exception:
+                # Supervision must outlive any one failed start, or nothing would restart.
+                log.exception("bindery backend supervision failed; trying again")
+                self.first_start_done.set()
             finally:
                 self.healthy.clear()
             if self._stopping:
@@ -163,7 +167,12 @@ class BackendManager:
     async def _spawn(self) -> ManagedProcess:
         database = self._settings.database
         if "://" not in database:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RoundhouseError(
+                    f"cannot create the database's directory: {exc.strerror}"
+                ) from exc
         argv = [
             sys.executable,
             "-m",
