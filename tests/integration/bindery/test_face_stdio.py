@@ -17,7 +17,6 @@ from .face import RawFace, backends_of, face_env
 async def face(tmp_path: Path):
     env = face_env(tmp_path)
     face = await RawFace.start(env, tmp_path / "face.stderr")
-    face.env = env
     try:
         yield face
     finally:
