@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from roundhouse.resilience.breaker import CircuitBreaker
 from roundhouse.resilience.cache import ResponseCache
-from roundhouse.resilience.retry import RetryBudget, RetryPolicy, call_with_retries
+from roundhouse.resilience.retry import RetryBudget, RetryPolicy, continue_retries
 
 __all__ = ["Guard", "counts_as_failure"]
 
@@ -107,15 +107,22 @@ class Guard:
                 cache.invalidate_all()
 
     async def _call(self, fn: Callable[[], Awaitable[T]], idempotent: bool) -> T:
-        if idempotent and self.policy.attempts > 1:
-            return await call_with_retries(
-                partial(self._attempt, fn),
-                policy=self.policy,
-                budget=self.budget,
-                retryable=self.retryable,
-            )
+        # The first attempt is made here, inline: nearly every call ends with it, and the
+        # retry machinery is entered only after a failure that may be retried.
         self.budget.record_request()
-        return await self._attempt(fn)
+        try:
+            return await self._attempt(fn)
+        except Exception as exc:
+            if not idempotent or self.policy.attempts < 2:
+                raise
+            failure = exc
+        return await continue_retries(
+            failure,
+            partial(self._attempt, fn),
+            policy=self.policy,
+            budget=self.budget,
+            retryable=self.retryable,
+        )
 
     async def _attempt(self, fn: Callable[[], Awaitable[T]]) -> T:
         breaker = self.breaker

@@ -158,14 +158,36 @@ async def call_with_retries(
     is never retried."""
     if budget is not None:
         budget.record_request()
+    try:
+        return await fn()
+    except Exception as exc:
+        failure = exc
+    return await continue_retries(
+        failure, fn, policy=policy, budget=budget, retryable=retryable, sleep=sleep, rand=rand
+    )
+
+
+async def continue_retries(
+    failure: Exception,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    budget: RetryBudget | None,
+    retryable: Callable[[BaseException], bool],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rand: Callable[[], float] = random.random,
+) -> T:
+    """The retries after a first attempt that raised ``failure`` (its request already counted):
+    split out so ``Guard`` can make the first attempt inline, where nearly every call ends."""
     retry_number = 0
     while True:
+        if retry_number + 1 >= policy.attempts or not retryable(failure):
+            raise failure
+        if budget is not None and not budget.try_spend():
+            raise failure
+        await sleep(policy.delay(retry_number, rand()))
+        retry_number += 1
         try:
             return await fn()
         except Exception as exc:
-            if retry_number + 1 >= policy.attempts or not retryable(exc):
-                raise
-            if budget is not None and not budget.try_spend():
-                raise
-        await sleep(policy.delay(retry_number, rand()))
-        retry_number += 1
+            failure = exc
