@@ -314,16 +314,22 @@ class Database:
         return result, count, slow
 
     def _postgres_error(self, exc: Exception, lease: Any) -> BinderyError | Exception:
+        """Foreign errors mapped in one place: a conflict, a busy or lost database (503; the
+        connection is not reused), or a fault of ours, which stays itself (a logged 500)."""
         import asyncpg
 
         if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
             return Conflict("the change conflicts with a concurrent one")
-        if isinstance(exc, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+        state = getattr(exc, "sqlstate", None) or ""
+        if state.startswith("40"):  # serialization failure, deadlock
             return Unavailable("the database is busy; try again")
-        if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
-            lease.broken = True
-            return Unavailable("the database did not answer")
         lease.broken = True
+        lost = isinstance(
+            exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError
+        )
+        # 08: connection exception, 53: insufficient resources, 57: operator intervention.
+        if lost or state[:2] in ("08", "53", "57"):
+            return Unavailable("the database did not answer")
         return exc
 
     async def ping(self) -> None:
