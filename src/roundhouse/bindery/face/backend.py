@@ -92,6 +92,8 @@ class BackendManager:
 
     async def wait_first_start(self) -> None:
         """Wait (bounded by BINDERY_STARTUP_TIMEOUT) for the first start to finish."""
+        if self.first_start_done.is_set():
+            return  # every call after the first start: no timer to set up
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._settings.bindery_startup_timeout):
                 await self.first_start_done.wait()
