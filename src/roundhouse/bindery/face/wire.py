@@ -148,6 +148,7 @@ class StdioWire:
         self._read_transport: asyncio.ReadTransport | None = None
         self._write_transport: asyncio.WriteTransport | None = None
         self._restore: list[tuple[int, int]] = []
+        self._pending: list[bytes] = []
         self.broken = False
 
     async def open(self, splitter: LineSplitter) -> None:
@@ -179,8 +180,20 @@ class StdioWire:
             ).start()
 
     def write(self, data: bytes) -> None:
+        """Queue one answer; answers queued in the same turn of the loop go out in one write."""
         if self.broken:
             return
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending or self.broken:
+            pending.clear()
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         try:
             if self._write_transport is not None:
                 if self._write_transport.is_closing():
@@ -204,6 +217,7 @@ class StdioWire:
 
     async def close(self, flush_timeout: float = 2.0) -> None:
         """Let written answers out (bounded), then give fd 0 and 1 back."""
+        self._flush()
         if self._read_transport is not None:
             self._read_transport.close()
         transport = self._write_transport
