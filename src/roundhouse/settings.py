@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     #: Longest name offered to clients; longer ones end in a stable hash instead.
     max_name_length: Annotated[int, Field(ge=16, le=128)] = 64
     #: Deploy the bundled Bindery task server (slug ``bindery``) in a fresh data dir.
-    bindery: bool = False
+    bindery: bool = True
 
     @field_validator("port_range", mode="before")
     @classmethod

@@ -1,4 +1,8 @@
-"""``roundhouse bindery``: the bundled task server's processes (``serve``: the backend)."""
+"""``roundhouse bindery``: the bundled task server's processes.
+
+``serve`` runs the backend (REST + JSON-RPC over the task database); ``mcp`` runs its MCP face
+on stdio, which launches the backend itself.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["bindery_app", "serve"]
+__all__ = ["bindery_app", "mcp", "serve"]
 
 bindery_app = typer.Typer(
     name="bindery",
@@ -32,3 +36,15 @@ def serve(
     from roundhouse.bindery.backend.run import run
 
     raise typer.Exit(run(db, host=host, port=port, log_level=log_level))
+
+
+@bindery_app.command()
+def mcp() -> None:
+    """Run Bindery's MCP face on stdio (it launches its backend; see docs/BINDERY.md).
+
+    Settings come from the environment: MCP_AUTO_LAUNCH_BACKEND, BINDERY_PORT, BINDERY_URL,
+    BINDERY_DB, BINDERY_TIMEOUT, BINDERY_CACHE_TTL, MCP_PRODUCTION.
+    """
+    from roundhouse.bindery.face import main
+
+    main()
