@@ -219,7 +219,7 @@ def measure(
 
 def disable_cache(gateway: Gateway) -> None:
     view = gateway.api.get("/api/servers/bindery").json()
-    env = dict(view["transport"].get("env") or {}, BINDERY_CACHE_TTL="0")
+    env = dict(view["spec"]["transport"].get("env") or {}, BINDERY_CACHE_TTL="0")
     patched = gateway.api.patch("/api/servers/bindery", json={"transport": {"env": env}})
     patched.raise_for_status()
     gateway.api.post("/api/servers/bindery/restart").raise_for_status()

@@ -22,7 +22,6 @@ __all__ = [
     "RUNNING_STATES",
     "STOPPED_STATES",
     "TRANSITIONS",
-    "BreakerState",
     "Health",
     "IllegalTransition",
     "InstanceState",
@@ -48,12 +47,6 @@ class Health(enum.StrEnum):
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     UNKNOWN = "unknown"
-
-
-class BreakerState(enum.StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
 
 
 S = InstanceState
