@@ -84,6 +84,9 @@ class HttpConnection:
         self._ids = itertools.count(1)
         self.session_id: str | None = None
         self.protocol_version: str | None = None  # legacy, from the initialize answer
+        #: The last HTTP status that refused a message outright (no JSON-RPC answer in the
+        #: body): 400, 404 or 405 to the handshake may mean an HTTP+SSE server (``sse.py``).
+        self.refused_status: int | None = None
         self._closed = False
         self._in_flight = 0
 
@@ -272,6 +275,7 @@ class HttpConnection:
         return headers
 
     def _raise_for_status(self, status: int, method: str, sent_session: bool) -> None:
+        self.refused_status = status
         if status == 404 and sent_session:
             self.session_id = None
             raise UpstreamSessionExpired(

@@ -58,9 +58,11 @@ from roundhouse.upstream.http import mapped_errors
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
+    "REFUSED_POST_STATUSES",
     "NotAnEventStream",
     "SseConnection",
     "SseStats",
+    "post_refused",
     "resolve_endpoint",
 ]
 
@@ -102,6 +104,16 @@ class _Pending:
 
 
 _OURS: Final = object()
+
+
+#: Statuses of a Streamable HTTP POST that mean "try HTTP+SSE at this URL" (the MCP
+#: specification's backwards compatibility section).
+REFUSED_POST_STATUSES: Final = frozenset({400, 404, 405})
+
+
+def post_refused(status: int | None) -> bool:
+    """Whether a Streamable HTTP POST was refused in a way that may mean an HTTP+SSE server."""
+    return status in REFUSED_POST_STATUSES
 
 
 def resolve_endpoint(stream_url: str, value: str) -> str:
