@@ -256,6 +256,18 @@ async def test_an_endpoint_on_another_origin_is_refused(remote_factory, client) 
     assert conn.endpoint is None
 
 
+async def test_a_redirected_post_fails_its_call_at_once_and_is_not_followed(
+    remote_factory, client
+) -> None:
+    remote = remote_factory("--misbehave", "redirect-post")
+    async with await connected(remote.url, client) as conn:
+        started = time.monotonic()
+        with pytest.raises(UpstreamRpcError, match="HTTP 307"):
+            await conn.request("ping", None, timeout=30)
+        assert time.monotonic() - started < 5
+        assert conn.pending_count == 0
+
+
 async def test_a_stream_that_never_names_its_endpoint_is_bounded_by_the_timeout(
     remote_factory, client
 ) -> None:

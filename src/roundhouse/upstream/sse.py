@@ -374,8 +374,9 @@ class SseConnection:
             reason = f"{self.name}: the server no longer knows this connection (404 to {method})"
             self._shut(reason)
             raise UpstreamClosed(reason, data={"status": 404})
-        if status >= 400:
-            code = INVALID_REQUEST if status < 500 else INTERNAL_ERROR
+        if not 200 <= status < 300:
+            # A redirect is refused too: following it could carry the message off the origin.
+            code = INTERNAL_ERROR if status >= 500 else INVALID_REQUEST
             raise UpstreamRpcError(code, f"HTTP {status}", data={"status": status}, method=method)
 
     def _cancel_upstream(self, request_id: int, method: str, reason: str) -> None:
