@@ -70,7 +70,7 @@ def parse_spec(data: Any, *, slug: str | None = None, old: ServerSpec | None = N
     return spec
 
 
-_TRANSPORT_TAGS = frozenset({"stdio", "http", "local-http"})
+_TRANSPORT_TAGS = frozenset({"stdio", "http", "sse", "local-http"})
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -129,6 +129,7 @@ class AsyncManager:
                 log_bytes=settings.stderr_log_bytes,
                 log_backups=settings.stderr_log_backups,
                 boot_id=self.boot_id,
+                max_line_bytes=settings.max_mcp_body_bytes,
                 on_message=self._on_upstream_message,
             )
             self.supervisor = await self._stack.enter_async_context(Supervisor.running(ctx))

@@ -132,7 +132,15 @@ class LocalHttpTransport(_CommandMixin):
 
 
 class HttpTransport(_Model):
-    type: Literal["http"] = "http"
+    """A remote MCP server at ``url``, reached with its own credentials; ``type`` picks the wire.
+
+    ``http``: Streamable HTTP; a server that refuses the first POST with 400, 404 or 405 is
+    tried as a legacy HTTP+SSE server at the same URL (the MCP specification's backwards
+    compatibility rule), so an old server works without saying so. ``sse``: the legacy
+    HTTP+SSE transport (2024-11-05) only; ``url`` is the event stream's (often ``.../sse``).
+    """
+
+    type: Literal["http", "sse"] = "http"
     url: Annotated[str, Field(max_length=4096, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
     headers: Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=64)] = {}
 

@@ -42,6 +42,7 @@ def instance_view(record: InstanceRecord) -> dict[str, Any]:
         "pid": record.pid,
         "port": record.port,
         "endpoint": record.endpoint,
+        "transport": record.transport,
         "started_at": _iso(record.started_at),
         "stopped_at": _iso(record.stopped_at),
         "uptime_seconds": (

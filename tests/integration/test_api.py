@@ -655,6 +655,28 @@ BAD_SPECS: list[tuple[str, Any, int, str]] = [
         422,
         "transport.headers",
     ),
+    ("sse without a url", {"slug": "bad", "transport": {"type": "sse"}}, 422, "transport.url"),
+    (
+        "sse url ftp://x",
+        {"slug": "bad", "transport": {"type": "sse", "url": "ftp://x/sse"}},
+        422,
+        "transport.url",
+    ),
+    (
+        "sse with a command",
+        {"slug": "bad", "transport": {"type": "sse", "url": "http://x/sse", "command": "y"}},
+        422,
+        "transport.command",
+    ),
+    (
+        "sse header with CR/LF",
+        {
+            "slug": "bad",
+            "transport": {"type": "sse", "url": "http://x/sse", "headers": {"A": "b\nC: d"}},
+        },
+        422,
+        "transport.headers",
+    ),
     ("unknown transport type", _with_transport(type="carrier-pigeon"), 422, "transport"),
     ("transport missing", {"slug": "bad"}, 422, "transport"),
     ("bearer without token", dormant("bad", auth={"type": "bearer"}), 422, "auth"),
@@ -664,7 +686,7 @@ BAD_SPECS: list[tuple[str, Any, int, str]] = [
 ]
 
 
-_TRANSPORTS = ("stdio", "http", "local-http")
+_TRANSPORTS = ("stdio", "http", "sse", "local-http")
 
 
 def _field_matches(got: str | None, wanted: str) -> bool:

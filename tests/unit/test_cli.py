@@ -434,3 +434,19 @@ def test_help_lists_every_command() -> None:
     for command in ("up", "add", "rm", "ls", "show", "start", "stop", "restart", "scale",
                     "logs", "import", "health"):  # fmt: skip
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("transport", "shown"),
+    [
+        ({"type": "http", "url": "https://h.example/mcp"}, "http https://h.example/mcp"),
+        ({"type": "sse", "url": "https://h.example/sse"}, "sse https://h.example/sse"),
+        ({"type": "stdio", "command": "uvx", "args": ["a b"]}, "stdio uvx 'a b'"),
+    ],
+)
+def test_a_transport_is_summed_up_by_its_type_and_where_it_goes(
+    transport: dict[str, Any], shown: str
+) -> None:
+    from roundhouse.cli.render import transport_summary
+
+    assert transport_summary(transport) == shown

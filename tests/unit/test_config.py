@@ -137,7 +137,7 @@ def test_cursor_style_entries_with_type_and_approval_lists_are_accepted(tmp_path
         """,
     )
     slugs = [(spec.slug, spec.transport.type) for spec in load_config(path).servers]
-    assert slugs == [("a", "stdio"), ("b", "http"), ("c", "http")]
+    assert slugs == [("a", "stdio"), ("b", "sse"), ("c", "http")]
 
 
 def test_a_file_with_another_extension_is_sniffed_as_json_or_yaml(tmp_path: Path) -> None:

@@ -105,8 +105,8 @@ def print_json(data: Any) -> None:
 
 def transport_summary(transport: dict[str, Any]) -> str:
     kind = transport.get("type", "stdio")
-    if kind == "http":
-        return f"http {transport.get('url', '')}"
+    if kind in ("http", "sse"):
+        return f"{kind} {transport.get('url', '')}"
     command = shlex.join([transport.get("command", ""), *transport.get("args", [])])
     if kind == "local-http":
         paths = f"health {transport.get('health_path')}, mcp {transport.get('mcp_path')}"

@@ -15,7 +15,9 @@ from roundhouse.spec import ServerSpec, slug_from_name
 
 __all__ = ["mcp_section"]
 
-_MCP_TYPES = {"stdio": "stdio", "http": "http", "streamable-http": "http", "sse": "http"}
+# ``sse`` is the legacy HTTP+SSE transport; ``http`` would find it too, but saying so skips the
+# Streamable HTTP attempt.
+_MCP_TYPES = {"stdio": "stdio", "http": "http", "streamable-http": "http", "sse": "sse"}
 # Client-side approval lists (Cline, Roo): meaningful to the client only.
 _MCP_IGNORED = frozenset({"autoApprove", "alwaysAllow"})
 _TRANSPORT_KEYS = frozenset({"command", "args", "env", "cwd", "url", "headers"})
@@ -55,9 +57,10 @@ def _from_mcp_entry(doc: Document, loc: Loc, name: str, entry: dict[Any, Any]) -
                 raise doc.error(
                     (*loc, key), f"unknown transport; expected one of {list(_MCP_TYPES)}"
                 )
-            if _MCP_TYPES[said] != kind:
-                what = "a url" if kind == "http" else "a command"
+            if (_MCP_TYPES[said] == "stdio") != (kind == "stdio"):
+                what = "a url" if kind != "stdio" else "a command"
                 raise doc.error((*loc, key), f"says {said!r} but the server has {what}")
+            kind = _MCP_TYPES[said]
     # A field of the other kind (args next to a url) is left for the spec to reject.
     transport = {"type": kind}
     transport.update((k, v) for k, v in entry.items() if k in _TRANSPORT_KEYS and v is not None)

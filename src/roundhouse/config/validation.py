@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -23,8 +23,9 @@ Where = Callable[[Loc], Loc]
 _MAX_EXTRA_PROBLEMS = 4
 # Pydantic puts the discriminator of the transport union into error locations; users never wrote it.
 _TRANSPORT_TAGS = frozenset(
-    str(model.model_fields["type"].default)
+    str(tag)
     for model in (StdioTransport, LocalHttpTransport, HttpTransport)
+    for tag in get_args(model.model_fields["type"].annotation)
 )
 
 

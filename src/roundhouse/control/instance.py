@@ -140,7 +140,7 @@ class InstanceWorker:
             self.record.stopped_at = now
             self.record.health = Health.UNKNOWN
             self.record.pid = self.record.pgid = self.record.pid_start_ticks = None
-            self.record.endpoint = None
+            self.record.endpoint = self.record.transport = None
             self.record.stderr_tail = [entry.line for entry in self.stderr.tail(50)]
         if new == S.FAILED and reason:
             self.record.last_error = reason
@@ -319,6 +319,9 @@ class InstanceWorker:
         process = self.launch.process if self.launch is not None else None
         if process is not None:
             waiters[asyncio.ensure_future(process.wait())] = "exit"
+        lost = self.launch.connection_lost() if self.launch is not None else None
+        if lost is not None:
+            waiters[asyncio.ensure_future(lost)] = "lost"
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -332,6 +335,8 @@ class InstanceWorker:
             raise Ended(f"exited with code {code}", code)
         if why == "health":
             raise Ended(finished.result())
+        if why == "lost":
+            raise Ended(f"connection lost: {finished.result()}")
         await self._transition(S.STOPPING, "restart" if self._restart_requested else "asked")
         await self._release()
         await self._transition(S.STOPPED, "stopped")

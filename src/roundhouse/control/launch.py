@@ -30,6 +30,7 @@ from roundhouse.store.records import InstanceRecord
 from roundhouse.upstream.base import Connection
 from roundhouse.upstream.handshake import handshake, ping
 from roundhouse.upstream.http import HttpConnection
+from roundhouse.upstream.sse import NotAnEventStream, SseConnection, post_refused
 from roundhouse.upstream.stdio import StdioConnection
 
 __all__ = ["Ended", "InstanceContext", "Launch", "describe"]
@@ -43,6 +44,9 @@ HEALTH_POLL_SECONDS = 0.05
 CONNECTION_CLOSE_TIMEOUT = 2.0
 #: How long the stderr reader gets to drain what the process wrote before it ended.
 STDERR_DRAIN_TIMEOUT = 1.0
+#: The wires an instance may speak (``InstanceRecord.transport``).
+STREAMABLE_HTTP = "streamable-http"
+SSE = "sse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class InstanceContext:
     log_bytes: int
     log_backups: int
     boot_id: str
+    #: The largest message an upstream may send: a stdio line, an HTTP+SSE event.
     max_line_bytes: int = 16 << 20
     #: Where messages an upstream sends on its own go (notifications, server-to-client
     #: requests): ``(slug, instance id, message)``. The data plane installs it.
@@ -108,43 +113,87 @@ class Launch:
         transport = self.spec.transport
         record = self.record
         if isinstance(transport, HttpTransport):
-            headers = {**transport.headers, **self._auth_headers()}
-            self.connection = HttpConnection(
-                transport.url, headers=headers, client=self._ctx.http, on_message=self._relay()
-            )
             record.endpoint = transport.url
+            await self._start_remote(transport)
+            return
+        if isinstance(transport, LocalHttpTransport):
+            self.port = record.port = self._ctx.ports.allocate()
+        argv, env = command_line(transport, self.port)
+        self.process = process = await self._ctx.runtime.spawn(argv, env=env, cwd=transport.cwd)
+        record.pid = record.pgid = process.pid
+        record.pid_start_ticks = process.start_ticks
+        record.owner = self._ctx.boot_id
+        await self._ctx.save(record)
+        self._tasks.append(asyncio.ensure_future(self._stderr.pump(process.stderr)))
+        if isinstance(transport, StdioTransport):
+            stdio = StdioConnection(
+                process.stdout,
+                process.stdin,
+                max_line_bytes=self._ctx.max_line_bytes,
+                on_message=self._relay(),
+                name=record.id,
+            )
+            self._tasks.append(asyncio.ensure_future(stdio.run()))
+            self.connection = stdio
+            record.endpoint = f"stdio://{process.pid}"
+            record.transport = "stdio"
         else:
-            if isinstance(transport, LocalHttpTransport):
-                self.port = record.port = self._ctx.ports.allocate()
-            argv, env = command_line(transport, self.port)
-            self.process = process = await self._ctx.runtime.spawn(argv, env=env, cwd=transport.cwd)
-            record.pid = record.pgid = process.pid
-            record.pid_start_ticks = process.start_ticks
-            record.owner = self._ctx.boot_id
-            await self._ctx.save(record)
-            self._tasks.append(asyncio.ensure_future(self._stderr.pump(process.stderr)))
-            if isinstance(transport, StdioTransport):
-                stdio = StdioConnection(
-                    process.stdout,
-                    process.stdin,
-                    max_line_bytes=self._ctx.max_line_bytes,
-                    on_message=self._relay(),
-                    name=record.id,
-                )
-                self._tasks.append(asyncio.ensure_future(stdio.run()))
-                self.connection = stdio
-                record.endpoint = f"stdio://{process.pid}"
+            base = f"http://127.0.0.1:{self.port}"
+            if transport.health_path is None:
+                await self._wait_for_port(process)
             else:
-                base = f"http://127.0.0.1:{self.port}"
-                if transport.health_path is None:
-                    await self._wait_for_port(process)
-                else:
-                    await self._wait_for_health(base + transport.health_path, process)
-                self.connection = HttpConnection(
-                    base + transport.mcp_path, client=self._ctx.http, on_message=self._relay()
-                )
-                record.endpoint = base + transport.mcp_path
+                await self._wait_for_health(base + transport.health_path, process)
+            self.connection = HttpConnection(
+                base + transport.mcp_path, client=self._ctx.http, on_message=self._relay()
+            )
+            record.endpoint = base + transport.mcp_path
+            record.transport = STREAMABLE_HTTP
         self.handshake = await self._first_handshake(self.connection)
+
+    async def _start_remote(self, transport: HttpTransport) -> None:
+        """Reach a remote server: HTTP+SSE when the spec says ``sse``; else Streamable HTTP, and
+        HTTP+SSE at the same URL when the server refuses the first POST (the specification's
+        backwards compatibility rule). All of it within the worker's start timeout."""
+        headers = {**transport.headers, **self._auth_headers()}
+        if transport.type == "sse":
+            self.handshake = await self._first_handshake(await self._open_sse(transport, headers))
+            return
+        self.record.transport = STREAMABLE_HTTP
+        self.connection = streamable = HttpConnection(
+            transport.url, headers=headers, client=self._ctx.http, on_message=self._relay()
+        )
+        try:
+            self.handshake = await self._first_handshake(streamable)
+            return
+        except UpstreamError as refused:
+            if not post_refused(streamable.refused_status):
+                raise
+            self.connection = None
+            await streamable.aclose()
+            try:
+                sse = await self._open_sse(transport, headers)
+            except NotAnEventStream:
+                raise refused from None  # no event stream either: the POST's refusal says most
+        self.handshake = await self._first_handshake(sse)
+
+    async def _open_sse(self, transport: HttpTransport, headers: dict[str, str]) -> SseConnection:
+        self.record.transport = SSE
+        self.connection = sse = SseConnection(
+            transport.url,
+            client=self._ctx.http,
+            headers=headers,
+            on_message=self._relay(),
+            name=self.record.id,
+            max_event_bytes=self._ctx.max_line_bytes,
+        )
+        await sse.connect(timeout=self.spec.timeouts.start)
+        return sse
+
+    def connection_lost(self) -> Awaitable[str] | None:
+        """What ends when the connection ends on its own (an HTTP+SSE stream that broke), with
+        why; None for connections whose end shows otherwise (a process exit, failed checks)."""
+        connection = self.connection
+        return connection.wait_closed() if isinstance(connection, SseConnection) else None
 
     def _relay(self) -> Callable[[Message], None] | None:
         on_message = self._ctx.on_message
@@ -157,6 +206,10 @@ class Launch:
         timeout = self.spec.timeouts.start
         process = self.process
         prefer = self.spec.era
+        if prefer == "auto" and isinstance(connection, SseConnection):
+            # HTTP+SSE belongs to the handshake era; SDK servers answer server/discover on it
+            # too, but a 2026-07-28 conversation could not carry their sampling requests.
+            prefer = "legacy"
         if prefer == "both":
             prefer = "legacy" if self.record.ordinal % 2 == 0 else "modern"
         shaking = handshake(

@@ -52,3 +52,6 @@ class InstanceRecord:
     #: The run of the gateway that owns the process (``boot_id``), to recognise leftovers.
     owner: str | None = None
     updated_at: float = 0.0
+    #: The wire the running instance speaks: ``stdio``, ``streamable-http`` or ``sse`` (an
+    #: ``http`` server may turn out to be either). Known while it runs; not stored.
+    transport: str | None = field(default=None, metadata={"stored": False})

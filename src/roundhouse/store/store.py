@@ -42,7 +42,7 @@ from roundhouse.store.schema import instances, servers
 
 __all__ = ["Store"]
 
-_INSTANCE_FIELDS = tuple(f.name for f in fields(InstanceRecord))
+_INSTANCE_FIELDS = tuple(f.name for f in fields(InstanceRecord) if f.metadata.get("stored", True))
 
 
 class Store:

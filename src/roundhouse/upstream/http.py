@@ -13,8 +13,9 @@ addressed correctly without extra state:
 
 The ``httpx.AsyncClient`` belongs to the caller (one pooled client serves many connections); this
 class never closes it. ``aclose()`` ends a legacy session with a DELETE, best effort and bounded.
-httpx errors become Upstream* errors in one place, ``_mapped_errors``. Not here yet: the legacy
-GET stream for unsolicited messages, and SSE resumption (``Last-Event-ID``).
+httpx errors become Upstream* errors in one place, ``mapped_errors`` (the HTTP+SSE connection
+in ``sse.py`` uses it too). Not here yet: the legacy GET stream for unsolicited messages, and SSE
+resumption (``Last-Event-ID``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from roundhouse.upstream.base import (
     result_of,
 )
 
-__all__ = ["SESSION_DELETE_TIMEOUT", "HttpConnection", "UpstreamSessionExpired"]
+__all__ = ["SESSION_DELETE_TIMEOUT", "HttpConnection", "UpstreamSessionExpired", "mapped_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class HttpConnection:
         self._ids = itertools.count(1)
         self.session_id: str | None = None
         self.protocol_version: str | None = None  # legacy, from the initialize answer
+        #: The last HTTP status that refused a message outright (no JSON-RPC answer in the
+        #: body): 400, 404 or 405 to the handshake may mean an HTTP+SSE server (``sse.py``).
+        self.refused_status: int | None = None
         self._closed = False
         self._in_flight = 0
 
@@ -145,7 +149,7 @@ class HttpConnection:
         """POST a message that expects no answer; the server acknowledges with 202."""
         method = str(message.get("method", "response"))
         self._check_open(method)
-        with _mapped_errors(self.name, method, NOTIFY_TIMEOUT):
+        with mapped_errors(self.name, method, NOTIFY_TIMEOUT):
             async with asyncio.timeout(NOTIFY_TIMEOUT):
                 response = await self._client.post(
                     self.url,
@@ -168,7 +172,7 @@ class HttpConnection:
         request_id = message["id"]
         self._in_flight += 1
         try:
-            with _mapped_errors(self.name, method, timeout):
+            with mapped_errors(self.name, method, timeout):
                 async with asyncio.timeout(timeout):
                     return await self._post(message, method, request_id, extra_headers, related)
         finally:
@@ -271,6 +275,7 @@ class HttpConnection:
         return headers
 
     def _raise_for_status(self, status: int, method: str, sent_session: bool) -> None:
+        self.refused_status = status
         if status == 404 and sent_session:
             self.session_id = None
             raise UpstreamSessionExpired(
@@ -295,7 +300,7 @@ class HttpConnection:
 
 
 @contextlib.contextmanager
-def _mapped_errors(name: str, method: str, timeout: float) -> Iterator[None]:
+def mapped_errors(name: str, method: str, timeout: float) -> Iterator[None]:
     """The one place httpx errors (and our deadline) become Upstream* errors."""
     try:
         yield
