@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from roundhouse.control.runtimes.ports import PortAllocator
 from roundhouse.control.runtimes.process import ManagedProcess, ProcessRuntime, StopTimeouts
@@ -29,8 +28,10 @@ from roundhouse.spec import HttpTransport, LocalHttpTransport, ServerSpec, Stdio
 from roundhouse.store.records import InstanceRecord
 from roundhouse.upstream.base import Connection
 from roundhouse.upstream.handshake import handshake, ping
-from roundhouse.upstream.http import HttpConnection
 from roundhouse.upstream.stdio import StdioConnection
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Ended", "InstanceContext", "Launch", "describe"]
 
@@ -52,7 +53,9 @@ class InstanceContext:
     runtime: ProcessRuntime
     ports: PortAllocator
     bus: EventBus
-    http: httpx.AsyncClient
+    #: The shared HTTP client, made on first use: a gateway with only stdio servers never
+    #: loads httpx (~6 MiB).
+    http: Callable[[], httpx.AsyncClient]
     save: Callable[[InstanceRecord], Awaitable[None]]
     logs_dir: Path
     ring_lines: int
@@ -108,9 +111,11 @@ class Launch:
         transport = self.spec.transport
         record = self.record
         if isinstance(transport, HttpTransport):
+            from roundhouse.upstream.http import HttpConnection
+
             headers = {**transport.headers, **self._auth_headers()}
             self.connection = HttpConnection(
-                transport.url, headers=headers, client=self._ctx.http, on_message=self._relay()
+                transport.url, headers=headers, client=self._ctx.http(), on_message=self._relay()
             )
             record.endpoint = transport.url
         else:
@@ -135,13 +140,15 @@ class Launch:
                 self.connection = stdio
                 record.endpoint = f"stdio://{process.pid}"
             else:
+                from roundhouse.upstream.http import HttpConnection
+
                 base = f"http://127.0.0.1:{self.port}"
                 if transport.health_path is None:
                     await self._wait_for_port(process)
                 else:
                     await self._wait_for_health(base + transport.health_path, process)
                 self.connection = HttpConnection(
-                    base + transport.mcp_path, client=self._ctx.http, on_message=self._relay()
+                    base + transport.mcp_path, client=self._ctx.http(), on_message=self._relay()
                 )
                 record.endpoint = base + transport.mcp_path
         self.handshake = await self._first_handshake(self.connection)
@@ -179,12 +186,14 @@ class Launch:
                     task.cancel()
 
     async def _wait_for_health(self, url: str, process: ManagedProcess) -> None:
+        import httpx
+
         while True:
             if process.returncode is not None:
                 code = process.returncode
                 raise Ended(f"exited with code {code} during start", code)
             try:
-                response = await self._ctx.http.get(url, timeout=self.spec.health.timeout)
+                response = await self._ctx.http().get(url, timeout=self.spec.health.timeout)
                 if response.is_success:
                     return
             except httpx.HTTPError:
@@ -223,11 +232,13 @@ class Launch:
             path = transport.health_path if isinstance(transport, LocalHttpTransport) else None
             if path is not None and self.port is not None:
                 url = f"http://127.0.0.1:{self.port}{path}"
-                response = await self._ctx.http.get(url, timeout=timeout)
+                response = await self._ctx.http().get(url, timeout=timeout)
                 if not response.is_success:
                     return f"health path answered {response.status_code}", None
             return None, await ping(connection, shake, timeout=timeout)
-        except (UpstreamError, httpx.HTTPError, TimeoutError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, (UpstreamError, TimeoutError, *_http_errors())):
+                raise
             return f"health check failed: {describe(exc)}", None
 
     async def request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -268,6 +279,12 @@ class Launch:
                 self._ctx.ports.release(self.port)
                 self.port = self.record.port = None
         return code
+
+
+def _http_errors() -> tuple[type[Exception], ...]:
+    """httpx's errors once httpx is loaded; before that none of them can be raised."""
+    httpx = sys.modules.get("httpx")
+    return (httpx.HTTPError,) if httpx is not None else ()
 
 
 def describe(exc: BaseException) -> str:
