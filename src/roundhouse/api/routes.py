@@ -66,9 +66,6 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 def build_management_app(manager: AsyncManager) -> FastAPI:
     """The REST API over ``manager``, with its OpenAPI document (``ServerSpec`` included)."""
-    spec_schema = ServerSpec.model_json_schema(
-        mode="validation", ref_template="#/components/schemas/{model}"
-    )
     app = FastAPI(
         title="Roundhouse",
         version=__version__,
@@ -174,7 +171,13 @@ def build_management_app(manager: AsyncManager) -> FastAPI:
     def openapi_with_spec() -> dict[str, Any]:
         schema = original_openapi()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("ServerSpec", {k: v for k, v in spec_schema.items() if k != "$defs"})
+        if "ServerSpec" in components:
+            return schema  # FastAPI keeps the document; it was completed the first time
+        # Built here, on the first /openapi.json: the routes themselves never need it.
+        spec_schema = ServerSpec.model_json_schema(
+            mode="validation", ref_template="#/components/schemas/{model}"
+        )
+        components["ServerSpec"] = {k: v for k, v in spec_schema.items() if k != "$defs"}
         for name, definition in spec_schema.get("$defs", {}).items():
             components.setdefault(name, definition)
         return schema
