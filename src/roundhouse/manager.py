@@ -113,8 +113,8 @@ class AsyncManager:
             self.runtime = ProcessRuntime()
             self.runtime.start()
             self._stack.push_async_callback(self.runtime.close)
-            # Closed where it was opened before it became lazy: after the supervisor has
-            # stopped every instance (an HTTP connection may still talk to its server then).
+            # Registered before the supervisor, so the HTTP client (made on first use) is closed
+            # after every instance has stopped: a connection may talk to its server until then.
             self._stack.push_async_callback(self._close_http)
             self.ports = PortAllocator(*settings.port_range)
             ctx = InstanceContext(
