@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, inspect, text
 
 from roundhouse.control.states import Health, InstanceState
 from roundhouse.errors import Conflict, InvalidInput, NotFound, StoreError
 from roundhouse.spec import ServerSpec
 from roundhouse.store import InstanceRecord, ServerRecord, Store
+from roundhouse.store.engine import HEAD_REVISION, prepare_sqlite_file, run_migrations, upgrade
 
 
 def make_spec(slug: str = "github", **fields: Any) -> ServerSpec:
@@ -360,3 +361,66 @@ def test_the_head_revision_constant_matches_the_migration_scripts() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def _schema_of(conn: Connection) -> dict[str, Any]:
+    """Everything about the registry's tables a migration decides, as comparable data."""
+    inspector = inspect(conn)
+    tables: dict[str, Any] = {}
+    for name in sorted(inspector.get_table_names()):
+        tables[name] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(name)
+            ],
+            "pk": inspector.get_pk_constraint(name),
+            "fks": inspector.get_foreign_keys(name),
+            "indexes": sorted(inspector.get_indexes(name), key=lambda index: str(index["name"])),
+        }
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+        tables["sqlite_master"] = [tuple(row) for row in rows]
+    return tables
+
+
+def _drop_all(conn: Connection) -> None:
+    for name in ("instances", "servers", "alembic_version"):
+        conn.exec_driver_sql(f"DROP TABLE {name}")
+
+
+async def test_a_new_registry_has_the_schema_the_migrations_build(store_target: Any) -> None:
+    # A first start creates the schema from schema.py without alembic; it must be exactly what
+    # the migrations build, so that later migrations find what they expect.
+    store = Store(store_target.url, schema=store_target.schema)
+    try:
+        if store.dialect == "sqlite":
+            prepare_sqlite_file(store._url.database)
+        async with store._writer.begin() as conn:
+            await conn.run_sync(run_migrations)
+            migrated = await conn.run_sync(_schema_of)
+            await conn.run_sync(_drop_all)
+            assert (await conn.run_sync(_schema_of)).get("sqlite_master", []) == []
+            await conn.run_sync(upgrade)
+            created = await conn.run_sync(_schema_of)
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    finally:
+        await store.close()
+    assert set(migrated) >= {"servers", "instances", "alembic_version"}
+    assert created == migrated
+    assert [v[0] for v in version] == [HEAD_REVISION]
+
+
+async def test_a_registry_with_tables_but_no_version_is_not_taken_for_a_new_one(
+    tmp_path: Path,
+) -> None:
+    # Only an empty database gets the schema without alembic; a database that holds something
+    # else is left to the migrations, which refuse to create tables that are already there.
+    path = tmp_path / "registry.db"
+    store = Store(f"sqlite:///{path}")
+    try:
+        async with store._writer.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE servers (slug TEXT PRIMARY KEY)")
+    finally:
+        await store.close()
+    with pytest.raises(StoreError, match="servers"):
+        await Store.open(f"sqlite:///{path}")

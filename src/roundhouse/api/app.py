@@ -1,54 +1,82 @@
-"""The management API: REST over the manager, OpenAPI at ``/openapi.json``.
+"""The gateway's HTTP application: MCP traffic to its lean frontend, the rest to the REST API.
 
-Routes are thin: they parse the request, call one :class:`~roundhouse.manager.AsyncManager`
-method and return its view. Validation of specs happens once, in the manager; errors become
-wire errors in :mod:`roundhouse.api.errors`.
+The management API (FastAPI, its pydantic models, the OpenAPI document) is built on the first
+request that needs it, not at start: FastAPI alone costs ~6 MiB and ~0.2 s to import, and an
+MCP client never needs it. ``GET /health`` is answered here without it, so a supervisor's
+health probe does not load it either. Both go through the same guards as before: the Origin and
+Host check (403) and the body cap (413).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
+import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roundhouse import __version__
-from roundhouse.api.errors import FastJSONResponse, error_body, install_error_handlers
 from roundhouse.api.limits import BodyLimit
-from roundhouse.errors import InvalidInput, NotFound, NotSupported
 from roundhouse.gateway.frontends.http import McpHttpApp, is_mcp_path
-from roundhouse.manager import MAX_LOG_LINES, AsyncManager, parse_spec
 from roundhouse.security.origin import OriginPolicy
-from roundhouse.spec import SLUG_PATTERN, ServerSpec
 
-__all__ = ["create_app"]
+if TYPE_CHECKING:
+    from roundhouse.manager import AsyncManager
 
-#: How often a quiet ``logs?follow=true`` stream checks that its client is still there.
-FOLLOW_CHECK_SECONDS = 1.0
+__all__ = ["OriginGuard", "create_app", "gateway_status"]
 
-SPEC_SCHEMA = ServerSpec.model_json_schema(
-    mode="validation", ref_template="#/components/schemas/{model}"
-)
-_SPEC_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ServerSpec"}}},
+log = logging.getLogger(__name__)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def gateway_status(manager: AsyncManager, base_url: object) -> dict[str, Any]:
+    """The body of ``GET /health``: the gateway is up, since when, and where its API is."""
+    base = str(base_url).rstrip("/")
+    return {
+        "status": "ok",
+        "version": __version__,
+        "uptime_seconds": round(time.time() - manager.started_at, 3),
+        "endpoints": {"api": f"{base}/api", "openapi": f"{base}/openapi.json"},
     }
-}
-_PATCH_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "JSON merge patch (RFC 7386) over the ServerSpec; null removes a field",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
+
+
+def base_url(scope: Scope) -> str:
+    """The request's base URL as Starlette's ``Request.base_url`` spells it (Host header first,
+    else the server address), without loading Starlette's request machinery."""
+    scheme: str = scope.get("scheme", "http")
+    path: str = scope.get("root_path", "") + "/"
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return f"{scheme}://{value.decode('latin-1')}{path}"
+    server = scope.get("server")
+    if server is None:
+        return path
+    host, port = server
+    if port == _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}{path}"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+async def send_json(send: Send, status: int, body: Any, *, head: bool = False) -> None:
+    data = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else data})
+
+
+def _refusal(message: str) -> dict[str, Any]:
+    return {"error": {"code": -32600, "message": message, "field": None}}
 
 
 class OriginGuard:
@@ -65,158 +93,76 @@ class OriginGuard:
             origins = [v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"]
             hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
             if not all(self.policy.origin_allowed(origin) for origin in origins):
-                await FastJSONResponse(error_body(-32600, "origin not allowed"), status_code=403)(
-                    scope, receive, send
-                )
+                await send_json(send, 403, _refusal("origin not allowed"))
                 return
             if not all(self.policy.host_allowed(host) for host in hosts):
-                await FastJSONResponse(error_body(-32600, "host not allowed"), status_code=403)(
-                    scope, receive, send
-                )
+                await send_json(send, 403, _refusal("host not allowed"))
                 return
         await self.app(scope, receive, send)
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        raise InvalidInput("request body is empty; a JSON object is expected", field="body")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}", field="body") from None
+class ManagementApp:
+    """The REST API, built on its first request; ``GET /health`` answered without it.
+
+    Concurrent first requests wait for one build. The import and the build run in a thread, so
+    MCP calls in flight meanwhile are not held up by them; a build that fails is tried again by
+    the next request.
+    """
+
+    def __init__(self, manager: AsyncManager) -> None:
+        self._manager = manager
+        self._app: ASGIApp | None = None
+        self._building: asyncio.Future[ASGIApp] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._app is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/health"
+            and scope["method"] in ("GET", "HEAD")
+        ):
+            body = gateway_status(self._manager, base_url(scope))
+            await send_json(send, 200, body, head=scope["method"] == "HEAD")
+            return
+        app = self._app or await self._build()
+        await app(scope, receive, send)
+
+    async def _build(self) -> ASGIApp:
+        if self._building is None:
+            self._building = asyncio.ensure_future(asyncio.to_thread(_build, self._manager))
+        building = self._building
+        try:
+            # Shielded: one waiting request that goes away must not cancel the build the
+            # others are waiting for.
+            app = await asyncio.shield(building)
+        except Exception:
+            if self._building is building:
+                self._building = None
+            raise
+        self._app = app
+        return app
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = await _json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidInput("request body must be a JSON object", field="body")
-    return body
+def _build(manager: AsyncManager) -> ASGIApp:
+    from roundhouse.api.routes import build_management_app
+
+    started = time.perf_counter()
+    app = build_management_app(manager)
+    log.debug("management API built in %.3f s", time.perf_counter() - started)
+    return app
 
 
 def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
     settings = manager.settings
-    app = FastAPI(
-        title="Roundhouse",
-        version=__version__,
-        summary="Gateway and manager for MCP servers",
-        default_response_class=FastJSONResponse,
-        docs_url="/docs",
-        redoc_url=None,
-    )
-    install_error_handlers(app)
-    api = APIRouter(prefix="/api")
-
-    @app.get("/health", tags=["gateway"])
-    async def gateway_health(request: Request) -> dict[str, Any]:
-        base = str(request.base_url).rstrip("/")
-        return {
-            "status": "ok",
-            "version": __version__,
-            "uptime_seconds": round(time.time() - manager.started_at, 3),
-            "endpoints": {"api": f"{base}/api", "openapi": f"{base}/openapi.json"},
-        }
-
-    @api.get("/health", tags=["servers"])
-    async def health() -> dict[str, Any]:
-        return await manager.health()
-
-    @api.get("/servers", tags=["servers"])
-    async def list_servers() -> list[dict[str, Any]]:
-        return await manager.list_servers()
-
-    @api.post("/servers", status_code=201, tags=["servers"], openapi_extra=_SPEC_BODY)
-    async def create_server(request: Request) -> dict[str, Any]:
-        return await manager.create_server(await _json_object(request))
-
-    @api.get("/servers/{slug}", tags=["servers"])
-    async def get_server(slug: str) -> dict[str, Any]:
-        return await manager.get_server(_slug(slug))
-
-    @api.put("/servers/{slug}", tags=["servers"], openapi_extra=_SPEC_BODY)
-    async def put_server(slug: str, request: Request, response: Response) -> dict[str, Any]:
-        view, created = await manager.put_server(_slug(slug), await _json_object(request))
-        response.status_code = 201 if created else 200
-        return view
-
-    @api.patch("/servers/{slug}", tags=["servers"], openapi_extra=_PATCH_BODY)
-    async def patch_server(slug: str, request: Request) -> dict[str, Any]:
-        # Read like POST and PUT (not through FastAPI's body parsing), so a bad body gets the
-        # same answer on every route: 422 naming "body", 413 over the cap.
-        slug = _slug(slug)
-        return await manager.patch_server(slug, await _json_object(request))
-
-    @api.delete("/servers/{slug}", status_code=204, tags=["servers"])
-    async def delete_server(slug: str) -> Response:
-        await manager.delete_server(_slug(slug))
-        return Response(status_code=204)
-
-    @api.post("/servers/{slug}/start", tags=["lifecycle"])
-    async def start(slug: str) -> dict[str, Any]:
-        return await manager.start(_slug(slug))
-
-    @api.post("/servers/{slug}/stop", tags=["lifecycle"])
-    async def stop(slug: str) -> dict[str, Any]:
-        return await manager.stop(_slug(slug))
-
-    @api.post("/servers/{slug}/restart", tags=["lifecycle"])
-    async def restart(slug: str) -> dict[str, Any]:
-        return await manager.restart(_slug(slug))
-
-    @api.post("/servers/{slug}/scale", tags=["lifecycle"])
-    async def scale(
-        slug: str, instances: Annotated[int, Body(embed=True, ge=0, le=64, strict=True)]
-    ) -> dict[str, Any]:
-        return await manager.scale(_slug(slug), instances)
-
-    @api.get("/servers/{slug}/instances", tags=["servers"])
-    async def instances(slug: str) -> list[dict[str, Any]]:
-        return await manager.instances(_slug(slug))
-
-    @api.get("/servers/{slug}/logs", tags=["servers"], response_model=None)
-    async def logs(
-        request: Request,
-        slug: str,
-        lines: Annotated[int, Query(ge=0, le=MAX_LOG_LINES)] = 100,
-        follow: bool = False,
-    ) -> dict[str, Any] | StreamingResponse:
-        slug = _slug(slug)
-        if not follow:
-            return {"lines": [entry.to_dict() for entry in await manager.logs(slug, lines)]}
-        await manager.logs(slug, 0)  # 404 now, not inside the stream
-        return StreamingResponse(
-            _follow(manager, request, slug, lines), media_type="application/x-ndjson"
-        )
-
-    @api.post("/import", tags=["servers"])
-    async def import_servers(request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("servers"), list):
-            raise InvalidInput('expected {"servers": [spec, ...]}', field="servers")
-        specs = [await _import_item(manager, n, item) for n, item in enumerate(body["servers"])]
-        slugs = [spec.slug for spec in specs]
-        if len(set(slugs)) != len(slugs):
-            raise InvalidInput("the same slug appears twice", field="servers")
-        return {"imported": await manager.import_specs(specs)}
-
-    app.include_router(api)
-    original_openapi = app.openapi
-
-    def openapi_with_spec() -> dict[str, Any]:
-        schema = original_openapi()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("ServerSpec", {k: v for k, v in SPEC_SCHEMA.items() if k != "$defs"})
-        for name, definition in SPEC_SCHEMA.get("$defs", {}).items():
-            components.setdefault(name, definition)
-        return schema
-
-    app.openapi = openapi_with_spec  # type: ignore[method-assign]
     policy = OriginPolicy(
         bind_host=settings.host,
         port=settings.port if port is None else port,
         allowed_origins=settings.allowed_origins,
     )
-    management = OriginGuard(BodyLimit(app, settings.max_body_bytes), policy)
+    management = OriginGuard(BodyLimit(ManagementApp(manager), settings.max_body_bytes), policy)
     mcp = McpHttpApp(manager.gateway, policy, max_body_bytes=settings.max_mcp_body_bytes)
 
     async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -227,54 +173,3 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
             await management(scope, receive, send)
 
     return gateway_app
-
-
-async def _import_item(manager: AsyncManager, n: int, item: Any) -> ServerSpec:
-    """One spec of an import; errors name it (``servers.1.priority``). A masked secret in it
-    (an exported spec) keeps the stored one, as on PUT."""
-    old = None
-    slug = item.get("slug") if isinstance(item, dict) else None
-    if isinstance(slug, str) and re.match(SLUG_PATTERN, slug):
-        with contextlib.suppress(NotFound):
-            old = (await manager.store.get_server(slug)).spec
-    try:
-        return parse_spec(item, old=old)
-    except InvalidInput as exc:
-        field = f"servers.{n}.{exc.field}" if exc.field else f"servers.{n}"
-        raise InvalidInput(f"servers[{n}]: {exc.message}", field=field, data=exc.data) from None
-    except NotSupported as exc:
-        inner = exc.data.get("field") if isinstance(exc.data, dict) else None
-        field = f"servers.{n}.{inner}" if inner else f"servers.{n}"
-        raise NotSupported(f"servers[{n}]: {exc.message}", data={"field": field}) from None
-
-
-def _slug(slug: str) -> str:
-    if len(slug) > 40 or not re.match(SLUG_PATTERN, slug):
-        raise InvalidInput(f"{slug[:60]!r} is not a valid slug", field="slug")
-    return slug
-
-
-async def _follow(
-    manager: AsyncManager, request: Request, slug: str, lines: int
-) -> AsyncIterator[bytes]:
-    """The last ``lines`` lines, then every new one, as NDJSON, until the client goes away or
-    the gateway shuts down (checked every :data:`FOLLOW_CHECK_SECONDS` on a quiet server)."""
-    async with manager.follow_logs(slug) as subscription:
-        # Subscribed before reading the tail, so no line falls between the two; a line in both
-        # is recognised by its timestamp and sent once.
-        last = 0.0
-        for entry in await manager.logs(slug, lines):
-            last = entry.ts
-            yield orjson.dumps(entry.to_dict()) + b"\n"
-        while not manager.closing.is_set():
-            try:
-                event = await asyncio.wait_for(subscription.get(), FOLLOW_CHECK_SECONDS)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    return
-                continue
-            data = event.data
-            if data["at"] <= last:
-                continue
-            line = {"ts": data["at"], "instance": data["instance"], "line": data["line"]}
-            yield orjson.dumps(line) + b"\n"

@@ -21,7 +21,6 @@ import uvicorn
 
 from roundhouse import __version__
 from roundhouse.api.app import create_app
-from roundhouse.config import load_config, settings_from_file
 from roundhouse.errors import RoundhouseError
 from roundhouse.manager import AsyncManager
 from roundhouse.settings import Settings
@@ -41,6 +40,9 @@ def run_gateway(config_path: Path | None, overrides: dict[str, Any]) -> int:
     servers: list[ServerSpec] = []
     try:
         if path is not None:
+            # Only with a config file: YAML and the file's schema are not needed otherwise.
+            from roundhouse.config import load_config, settings_from_file
+
             config = load_config(path)
             settings = settings_from_file(config, **given)
             servers = list(config.servers)

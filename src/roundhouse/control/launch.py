@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from roundhouse.control.runtimes.ports import PortAllocator
 from roundhouse.control.runtimes.process import ManagedProcess, ProcessRuntime, StopTimeouts
@@ -29,9 +28,12 @@ from roundhouse.spec import HttpTransport, LocalHttpTransport, ServerSpec, Stdio
 from roundhouse.store.records import InstanceRecord
 from roundhouse.upstream.base import Connection
 from roundhouse.upstream.handshake import handshake, ping
-from roundhouse.upstream.http import HttpConnection
-from roundhouse.upstream.sse import NotAnEventStream, SseConnection, post_refused
 from roundhouse.upstream.stdio import StdioConnection
+
+if TYPE_CHECKING:
+    import httpx
+
+    from roundhouse.upstream.sse import SseConnection
 
 __all__ = ["Ended", "InstanceContext", "Launch", "describe"]
 
@@ -56,7 +58,9 @@ class InstanceContext:
     runtime: ProcessRuntime
     ports: PortAllocator
     bus: EventBus
-    http: httpx.AsyncClient
+    #: The shared HTTP client, made on first use: a gateway with only stdio servers never
+    #: loads httpx (~6 MiB).
+    http: Callable[[], httpx.AsyncClient]
     save: Callable[[InstanceRecord], Awaitable[None]]
     logs_dir: Path
     ring_lines: int
@@ -138,13 +142,15 @@ class Launch:
             record.endpoint = f"stdio://{process.pid}"
             record.transport = "stdio"
         else:
+            from roundhouse.upstream.http import HttpConnection
+
             base = f"http://127.0.0.1:{self.port}"
             if transport.health_path is None:
                 await self._wait_for_port(process)
             else:
                 await self._wait_for_health(base + transport.health_path, process)
             self.connection = HttpConnection(
-                base + transport.mcp_path, client=self._ctx.http, on_message=self._relay()
+                base + transport.mcp_path, client=self._ctx.http(), on_message=self._relay()
             )
             record.endpoint = base + transport.mcp_path
             record.transport = STREAMABLE_HTTP
@@ -154,13 +160,16 @@ class Launch:
         """Reach a remote server: HTTP+SSE when the spec says ``sse``; else Streamable HTTP, and
         HTTP+SSE at the same URL when the server refuses the first POST (the specification's
         backwards compatibility rule). All of it within the worker's start timeout."""
+        from roundhouse.upstream.http import HttpConnection
+        from roundhouse.upstream.sse import NotAnEventStream, post_refused
+
         headers = {**transport.headers, **self._auth_headers()}
         if transport.type == "sse":
             self.handshake = await self._first_handshake(await self._open_sse(transport, headers))
             return
         self.record.transport = STREAMABLE_HTTP
         self.connection = streamable = HttpConnection(
-            transport.url, headers=headers, client=self._ctx.http, on_message=self._relay()
+            transport.url, headers=headers, client=self._ctx.http(), on_message=self._relay()
         )
         try:
             self.handshake = await self._first_handshake(streamable)
@@ -177,10 +186,12 @@ class Launch:
         self.handshake = await self._first_handshake(sse)
 
     async def _open_sse(self, transport: HttpTransport, headers: dict[str, str]) -> SseConnection:
+        from roundhouse.upstream.sse import SseConnection
+
         self.record.transport = SSE
         self.connection = sse = SseConnection(
             transport.url,
-            client=self._ctx.http,
+            client=self._ctx.http(),
             headers=headers,
             on_message=self._relay(),
             name=self.record.id,
@@ -193,7 +204,10 @@ class Launch:
         """What ends when the connection ends on its own (an HTTP+SSE stream that broke), with
         why; None for connections whose end shows otherwise (a process exit, failed checks)."""
         connection = self.connection
-        return connection.wait_closed() if isinstance(connection, SseConnection) else None
+        if connection is None or self.record.transport != SSE:
+            return None
+        wait_closed: Callable[[], Awaitable[str]] = getattr(connection, "wait_closed")  # noqa: B009
+        return wait_closed()
 
     def _relay(self) -> Callable[[Message], None] | None:
         on_message = self._ctx.on_message
@@ -206,7 +220,7 @@ class Launch:
         timeout = self.spec.timeouts.start
         process = self.process
         prefer = self.spec.era
-        if prefer == "auto" and isinstance(connection, SseConnection):
+        if prefer == "auto" and self.record.transport == SSE:
             # HTTP+SSE belongs to the handshake era; SDK servers answer server/discover on it
             # too, but a 2026-07-28 conversation could not carry their sampling requests.
             prefer = "legacy"
@@ -232,12 +246,14 @@ class Launch:
                     task.cancel()
 
     async def _wait_for_health(self, url: str, process: ManagedProcess) -> None:
+        import httpx
+
         while True:
             if process.returncode is not None:
                 code = process.returncode
                 raise Ended(f"exited with code {code} during start", code)
             try:
-                response = await self._ctx.http.get(url, timeout=self.spec.health.timeout)
+                response = await self._ctx.http().get(url, timeout=self.spec.health.timeout)
                 if response.is_success:
                     return
             except httpx.HTTPError:
@@ -276,11 +292,13 @@ class Launch:
             path = transport.health_path if isinstance(transport, LocalHttpTransport) else None
             if path is not None and self.port is not None:
                 url = f"http://127.0.0.1:{self.port}{path}"
-                response = await self._ctx.http.get(url, timeout=timeout)
+                response = await self._ctx.http().get(url, timeout=timeout)
                 if not response.is_success:
                     return f"health path answered {response.status_code}", None
             return None, await ping(connection, shake, timeout=timeout)
-        except (UpstreamError, httpx.HTTPError, TimeoutError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, (UpstreamError, TimeoutError, *_http_errors())):
+                raise
             return f"health check failed: {describe(exc)}", None
 
     async def request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -321,6 +339,12 @@ class Launch:
                 self._ctx.ports.release(self.port)
                 self.port = self.record.port = None
         return code
+
+
+def _http_errors() -> tuple[type[Exception], ...]:
+    """httpx's errors once httpx is loaded; before that none of them can be raised."""
+    httpx = sys.modules.get("httpx")
+    return (httpx.HTTPError,) if httpx is not None else ()
 
 
 def describe(exc: BaseException) -> str:

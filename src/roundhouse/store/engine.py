@@ -10,7 +10,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event, inspect, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -23,6 +33,7 @@ __all__ = [
     "make_engine",
     "normalize_url",
     "prepare_sqlite_file",
+    "run_migrations",
     "upgrade",
 ]
 
@@ -121,41 +132,65 @@ def sqlite_on_begin(conn: Connection) -> None:
 
 
 #: The newest migration's revision. A registry already there is opened without importing alembic
-#: at all (it costs ~30 MiB of memory and ~0.3 s); ``tests/unit/test_store.py`` checks that this
+#: at all (it costs ~10 MiB of memory and ~0.3 s); ``tests/unit/test_store.py`` checks that this
 #: matches the migration scripts' head.
 HEAD_REVISION = "0001"
+
+#: Alembic's own bookkeeping table, as ``alembic stamp`` creates it.
+_alembic_version = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 
 
 class MigrationError(Exception):
     """The registry's schema cannot be brought to this version (e.g. it is newer)."""
 
 
-def current_revision(connection: Connection) -> str | None:
-    if not inspect(connection).has_table("alembic_version"):
-        return None
-    value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    return str(value) if value is not None else None
-
-
 def upgrade(connection: Connection) -> None:
-    """Apply the migrations up to head, inside the caller's transaction."""
+    """Bring the registry to head, inside the caller's transaction.
+
+    A registry at head is left alone. An empty database (a first start) gets the schema of
+    :mod:`roundhouse.store.schema` and is stamped at head, without alembic: the migrations up to
+    head build exactly that schema (``test_a_new_registry_has_the_schema_the_migrations_build``
+    compares the two on both backends), and a gateway's first start should not pay for loading
+    the migration machinery. Anything in between goes through the migrations.
+    """
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
-    if current_revision(connection) == HEAD_REVISION:
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" in tables:
+        current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if current == HEAD_REVISION:
+            return
+    elif not tables:
+        create_at_head(connection)
         return
+    run_migrations(connection)
+
+
+def create_at_head(connection: Connection) -> None:
+    """Create the schema of an empty database as the migrations would leave it at head."""
+    from roundhouse.store.schema import metadata
+
+    metadata.create_all(connection)
+    _alembic_version.create(connection)
+    connection.execute(_alembic_version.insert().values(version_num=HEAD_REVISION))
+
+
+def run_migrations(connection: Connection) -> None:
+    """Apply the alembic migrations up to head (the only place alembic is imported)."""
     from alembic import command
     from alembic.config import Config
     from alembic.util import CommandError
 
-    try:
-        _run_migrations(connection, command, Config)
-    except CommandError as exc:
-        raise MigrationError(str(exc)) from exc
-
-
-def _run_migrations(connection: Connection, command: Any, config_class: Any) -> None:
-    config = config_class()
+    config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    try:
+        command.upgrade(config, "head")
+    except CommandError as exc:
+        raise MigrationError(str(exc)) from exc

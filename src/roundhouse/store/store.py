@@ -18,10 +18,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import fields
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import ColumnElement, Row, Table, case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,6 +38,9 @@ from roundhouse.store.engine import (
 )
 from roundhouse.store.records import InstanceRecord, ServerRecord
 from roundhouse.store.schema import instances, servers
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = ["Store"]
 
@@ -306,10 +308,15 @@ class Store:
         return detail
 
     def _insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
-        """The dialect's INSERT, which knows ``ON CONFLICT`` (same syntax on both)."""
+        """The dialect's INSERT, which knows ``ON CONFLICT`` (same syntax on both). Imported
+        here: a gateway on SQLite never loads the Postgres dialect."""
         if self.dialect == "sqlite":
-            return sqlite.insert(table)
-        return postgresql.insert(table)
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(table)
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
 
     async def _locked_server(self, conn: AsyncConnection, slug: str) -> ServerRecord:
         """Read a server for a read-modify-write (row lock on Postgres, write lock on SQLite)."""
