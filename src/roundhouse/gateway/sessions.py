@@ -83,7 +83,6 @@ class Call:
     slug: str | None = None
     instance: str | None = None
     progress_token: Any = None
-    started: float = field(default_factory=time.monotonic)
     #: Messages about this call (progress, logs, server-to-client requests) for its stream;
     #: ``related`` is resolved when the first one arrives, so the frontend can switch to SSE.
     outbox: list[Message] = field(default_factory=list)
