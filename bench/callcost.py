@@ -2,22 +2,29 @@
 
     .venv/bin/python bench/callcost.py [--target ceiling|gateway|both] [--calls N]
                                        [--route servers|aggregate] [--era legacy|modern]
-                                       [--payload BYTES] [--concurrency C] [--profile] [--top K]
+                                       [--payload BYTES] [--concurrency C]
+                                       [--profile | --gc] [--keep DIR] [--top K]
 
 Wall-clock rates on a shared 2-CPU machine move with the neighbours' load; the work a process
 does per request does not. Each target (``ceiling.py``, ``roundhouse up``) is started in front
 of the raw upstream as ``bench/run.py`` starts it, and N ``tools/call`` of ``echo`` go through
 it over keep-alive sockets (``--concurrency`` of them, one request in flight on each) after a
-warm-up. Two counts, each over the measured calls only:
+warm-up. Three views, each over the measured calls only:
 
-- default: the target runs under ``valgrind --tool=callgrind --instr-atstart=no``; counting is
-  switched on for the measured window (``callgrind_control -i on/off``) and the report is the
-  target's instructions per call (the interpreter, uvicorn/httptools, asyncio, our code, the
-  kernel excluded). The same code path counts the same to within ~1 % from run to run, at any
-  load. The upstream runs natively (valgrind does not follow children).
+- default (callgrind): the target runs under ``valgrind --tool=callgrind --instr-atstart=no``;
+  counting is switched on for the measured window (``callgrind_control -i on/off``) and the
+  report is the target's instructions per call (the interpreter, uvicorn/httptools, asyncio,
+  our code; the kernel excluded). The same code path counts the same to within ~2 % from run
+  to run, at any load. The upstream runs natively (valgrind does not follow children).
+  ``--keep DIR`` keeps the dumps (``callgrind_annotate DIR/gateway.out.1``: C functions only).
 - ``--profile``: the target runs natively with ``bench/profhook`` on its path; ``cProfile`` is on
   for the window, and the report is Python function calls per call and the functions that cost
-  the most (tottime per call, cumulated calls per call). Counts are exact; times are indicative.
+  the most (tottime per call, calls per call; a coroutine counts once per resumption). Counts
+  are exact; times are inflated by the profiler and indicative only.
+- ``--gc``: the same hook without cProfile: every garbage collection of the window, by
+  generation (per 1,000 calls, longest and total pause), and the objects the collector tracks.
+  Run it at ``--concurrency 64``: calls in flight are what push the collector into full
+  collections.
 
 The difference gateway - ceiling is the gateway's own per-call work; the issue's target is the
 gateway within ~40 µs of the ceiling per call at concurrency 1 (``docs/PERFORMANCE.md``).
@@ -209,6 +216,10 @@ def measure(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any
         return _profile_report(out, args.calls, args.top)
     dumps = sorted(scratch.glob(f"{name}.out*"), key=lambda p: p.stat().st_mtime)
     instructions = sum(_instructions(path) for path in dumps)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        for path in dumps:
+            shutil.copy(path, args.keep / path.name)
     return {"instructions_per_call": instructions / args.calls}
 
 
@@ -285,6 +296,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile instead of callgrind")
     parser.add_argument("--gc", action="store_true", help="garbage collections and their pauses")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)"
+    )
     args = parser.parse_args()
     if not (args.profile or args.gc) and shutil.which("callgrind_control") is None:
         print("callcost: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)

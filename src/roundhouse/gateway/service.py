@@ -453,8 +453,10 @@ class Gateway:
             raise NoInstance(f"server {slug!r} has no ready instance (it may be restarting)")
         if session.era == "modern":
             return pick(ready, owner, era="modern")
-        instance = pick(ready, session.sticky.get(slug), era="legacy")
-        session.sticky[slug] = instance.id
+        sticky = session.sticky.get(slug)
+        instance = pick(ready, sticky, era="legacy")
+        if sticky is None or instance.id != sticky:
+            session.sticky[slug] = instance.id
         return instance
 
     def _learn_task(self, slug: str, result: dict[str, Any]) -> None:

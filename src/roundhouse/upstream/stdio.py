@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Protocol
@@ -128,10 +128,15 @@ class StdioConnection:
         self._task: asyncio.Task[None] | None = None
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at = 0.0
-        # How much a write left in the transport's buffer, when the writer tells (an
-        # asyncio.StreamWriter does): nothing buffered means nothing to drain.
+        # An asyncio.StreamWriter exposes its transport: writes go to it directly (the
+        # writer's own methods only forward there), and how much a write left in its buffer
+        # says whether there is anything to drain.
         transport = getattr(writer, "transport", None)
         self._buffered: Callable[[], int] | None = getattr(transport, "get_write_buffer_size", None)
+        self._sink_write: Callable[[bytes], None] = writer.write
+        self._sink_closing: Callable[[], bool] = writer.is_closing
+        if transport is not None and self._buffered is not None:
+            self._sink_write, self._sink_closing = transport.write, transport.is_closing
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -217,13 +222,14 @@ class StdioConnection:
             message["params"] = params
         return result_of(await self._roundtrip(message, method, _OURS, timeout), method)
 
-    async def send_request_raw(
+    def send_request_raw(
         self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
-    ) -> Message:
+    ) -> Coroutine[Any, Any, Message]:
         """Forward a request under our own id; the answer (result or error) gets its id back.
-        (``headers`` are an HTTP matter: stdio has none.)"""
+        (``headers`` are an HTTP matter: stdio has none.) The round trip's own coroutine is
+        returned, not wrapped in another: one frame less on every resume of the hot path."""
         method = message.get("method")
-        return await self._roundtrip(
+        return self._roundtrip(
             dict(message), method if isinstance(method, str) else "?", message.get("id"), timeout
         )
 
@@ -306,10 +312,10 @@ class StdioConnection:
             self._write(orjson.dumps(note, option=orjson.OPT_APPEND_NEWLINE))
 
     def _write(self, data: bytes) -> None:
-        if self._writer.is_closing():
+        if self._sink_closing():
             raise UpstreamClosed(f"{self._closed_reason or self.name + ': stdin is closed'}")
         try:
-            self._writer.write(data)
+            self._sink_write(data)
         except (OSError, RuntimeError) as exc:
             raise UpstreamClosed(f"{self.name}: writing to the server failed: {exc}") from exc
 

@@ -126,7 +126,8 @@ class McpHttpApp:
         self.policy = policy
         self.max_body_bytes = max_body_bytes
         self._watch = DisconnectWatch()
-        self._verdicts: dict[tuple[bytes, bytes | None], bool] = {}
+        #: (Origin, Host) -> why refused, "" when allowed (see _judge).
+        self._verdicts: dict[tuple[bytes | None, bytes | None], str] = {}
         self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -155,11 +156,12 @@ class McpHttpApp:
             # A field value's surrounding whitespace is not part of it (RFC 9110 5.5); h11
             # strips it, httptools does not.
             headers[name] = value.strip(b" \t")
-        if not (self._origin_ok(b"origin", headers.get(b"origin"))):
-            await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
-            return
-        if not self._origin_ok(b"host", headers.get(b"host")):
-            await reply(send, 403, error(None, INVALID_REQUEST, "host not allowed"))
+        pair = (headers.get(b"origin"), headers.get(b"host"))
+        verdict = self._verdicts.get(pair)
+        if verdict is None:
+            verdict = self._judge(pair)
+        if verdict:
+            await reply(send, 403, error(None, INVALID_REQUEST, verdict))
             return
         if endpoint.slug is not None and not self.gateway.instances.known(endpoint.slug):
             await reply(
@@ -190,17 +192,24 @@ class McpHttpApp:
             )
 
     def _origin_ok(self, name: bytes, value: bytes | None) -> bool:
-        key = (name, value)
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            text = value.decode("latin-1") if value is not None else None
-            if name == b"origin":
-                verdict = self.policy.origin_allowed(text)
-            else:
-                verdict = self.policy.host_allowed(text)
-            if len(self._verdicts) >= _VERDICTS_KEPT:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
+        text = value.decode("latin-1") if value is not None else None
+        if name == b"origin":
+            return self.policy.origin_allowed(text)
+        return self.policy.host_allowed(text)
+
+    def _judge(self, pair: tuple[bytes | None, bytes | None]) -> str:
+        """Why an (Origin, Host) pair is refused, ``""`` when it is allowed; remembered, since
+        a client sends the same pair on every request."""
+        origin, host = pair
+        if not self._origin_ok(b"origin", origin):
+            verdict = "origin not allowed"
+        elif not self._origin_ok(b"host", host):
+            verdict = "host not allowed"
+        else:
+            verdict = ""
+        if len(self._verdicts) >= _VERDICTS_KEPT:
+            self._verdicts.clear()
+        self._verdicts[pair] = verdict
         return verdict
 
     # --- POST ---------------------------------------------------------------------------------
