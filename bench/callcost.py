@@ -3,7 +3,7 @@
     .venv/bin/python bench/callcost.py [--target ceiling|gateway|both] [--calls N]
                                        [--route servers|aggregate] [--era legacy|modern]
                                        [--payload BYTES] [--concurrency C]
-                                       [--profile | --gc] [--keep DIR] [--top K]
+                                       [--profile | --gc] [--keep DIR] [--top K] [--src DIR]
 
 Wall-clock rates on a shared 2-CPU machine move with the neighbours' load; the work a process
 does per request does not. Each target (``ceiling.py``, ``roundhouse up``) is started in front
@@ -14,8 +14,10 @@ warm-up. Three views, each over the measured calls only:
 - default (callgrind): the target runs under ``valgrind --tool=callgrind --instr-atstart=no``;
   counting is switched on for the measured window (``callgrind_control -i on/off``) and the
   report is the target's instructions per call (the interpreter, uvicorn/httptools, asyncio,
-  our code; the kernel excluded). The same code path counts the same to within ~2 % from run
-  to run, at any load. The upstream runs natively (valgrind does not follow children).
+  our code; the kernel excluded), less what the target does idle over a window as long (its
+  timers and health checks: under valgrind the window lasts minutes). The same code path
+  counts the same to within a few % from run to run, at any load. The upstream runs natively
+  (valgrind does not follow children).
   ``--keep DIR`` keeps the dumps (``callgrind_annotate DIR/gateway.out.1``: C functions only).
 - ``--profile``: the target runs natively with ``bench/profhook`` on its path; ``cProfile`` is on
   for the window, and the report is Python function calls per call and the functions that cost
@@ -200,13 +202,21 @@ def measure(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any
             time.sleep(0.2)  # the handler runs between bytecodes of an idle loop
         else:
             _callgrind(target.pid, "-i", "on")
+        window = time.monotonic()
         client.run(args.calls, timeout)
+        window = time.monotonic() - window
         if hooked:
             os.kill(target.pid, signal.SIGUSR2)
             _wait_file(out)
         else:
             _callgrind(target.pid, "-i", "off")
-            _callgrind(target.pid, "-d")
+            _callgrind(target.pid, "-d")  # -> out.1: the calls
+            # What the target does with no call at all (timers, health checks) over as long a
+            # window: under valgrind a window lasts minutes, and that work is not the calls'.
+            _callgrind(target.pid, "-i", "on")
+            time.sleep(window)
+            _callgrind(target.pid, "-i", "off")
+            _callgrind(target.pid, "-d")  # -> out.2: idle
         client.close()
     finally:
         target.stop()
@@ -214,13 +224,18 @@ def measure(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any
         return _gc_report(Path(f"{out}.gc.json"), args.calls)
     if args.profile:
         return _profile_report(out, args.calls, args.top)
-    dumps = sorted(scratch.glob(f"{name}.out*"), key=lambda p: p.stat().st_mtime)
-    instructions = sum(_instructions(path) for path in dumps)
+    calls, idle = Path(f"{out}.1"), Path(f"{out}.2")
+    _wait_file(idle)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        for path in dumps:
+        for path in (calls, idle):
             shutil.copy(path, args.keep / path.name)
-    return {"instructions_per_call": instructions / args.calls}
+    busy, quiet = _instructions(calls), _instructions(idle)
+    return {
+        "instructions_per_call": (busy - quiet) / args.calls,
+        "idle_instructions_per_s": quiet / window,
+        "window_s": window,
+    }
 
 
 def _callgrind(pid: int, *options: str) -> None:
@@ -299,10 +314,19 @@ def main() -> int:
     parser.add_argument(
         "--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)"
     )
+    parser.add_argument(
+        "--src",
+        type=Path,
+        help="run the targets on another copy of the package, e.g. an older commit's: "
+        "git archive COMMIT src | tar -x -C DIR, then --src DIR/src",
+    )
     args = parser.parse_args()
     if not (args.profile or args.gc) and shutil.which("callgrind_control") is None:
         print("callcost: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
+    if args.src is not None:
+        # The targets inherit it (run.py's launcher copies the environment).
+        os.environ["PYTHONPATH"] = str(args.src.resolve())
     names = ["ceiling", "gateway"] if args.target == "both" else [args.target]
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="roundhouse-callcost-") as tmp:
@@ -319,7 +343,13 @@ def main() -> int:
         return 0
     key = "python_calls_per_call" if args.profile else "instructions_per_call"
     for name, result in results.items():
-        print(f"{name:8} {key} {result[key]:,.0f}")
+        idle = ""
+        if "idle_instructions_per_s" in result:
+            idle = (
+                f"  (idle work subtracted: {result['idle_instructions_per_s']:,.0f}/s"
+                f" over {result['window_s']:.0f} s)"
+            )
+        print(f"{name:8} {key} {result[key]:,.0f}{idle}")
         for row in result.get("top", []):
             print(
                 f"    {row['tottime_us']:8.2f} us {row['calls']:6.2f} calls "
