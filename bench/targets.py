@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 CEILING_SCRIPT: Final = Path(__file__).resolve().parent / "ceiling.py"
-START_TIMEOUT_S: Final = 60.0
+START_TIMEOUT_S = 60.0  # not Final: callcost.py raises both for valgrind
+REQUEST_TIMEOUT_S = 10.0
 STOP_GRACE_S: Final = 10.0
 POLL_S: Final = 0.005
 IDLE_SETTLE_S: Final = 1.0
@@ -115,8 +116,14 @@ class RunningTarget:
 
 
 def _launch(
-    command: list[str], log: Path, cpus: frozenset[int] | None, extra_path: Path | None
+    command: list[str],
+    log: Path,
+    cpus: frozenset[int] | None,
+    extra_path: Path | None,
+    wrapper: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    if wrapper:
+        command = [*wrapper, *command]
     if cpus is not None:
         command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
     env = dict(os.environ)
@@ -130,6 +137,7 @@ def _launch(
 
 
 def _wait_for(what: str, check: Callable[[], T | None], process: subprocess.Popen[bytes]) -> T:
+    # Read at call time: callcost.py raises it for targets started under valgrind.
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         value = check()
@@ -165,10 +173,11 @@ def start_ceiling(
     http: str,
     loop: str,
     pipe_size: int = 0,
+    wrapper: list[str] | None = None,
 ) -> RunningTarget:
     command = [sys.executable, str(CEILING_SCRIPT), "--upstream", upstream.name]
     command += ["--port", "0", "--http", http, "--loop", loop, "--pipe-size", str(pipe_size)]
-    process = _launch(command, log, cpus, extra_path)
+    process = _launch(command, log, cpus, extra_path, wrapper)
     ready_line = re.compile(r"^(\{.*\"port\".*\})$", re.MULTILINE)
     try:
         match = _wait_for("its ready line", lambda: _log_match(log, ready_line), process)
@@ -201,6 +210,7 @@ def start_gateway(
     extra_path: Path | None,
     client_era: ClientEra,
     upstream_cpus: frozenset[int] | None,
+    wrapper: list[str] | None = None,
 ) -> RunningTarget:
     """Launch ``roundhouse up``, register the upstream over REST, and time the first call.
 
@@ -214,7 +224,7 @@ def start_gateway(
     command += ["--port", "0", "--log-level", "warning"]
     launched = time.perf_counter()
     launched_wall = time.time()
-    process = _launch(command, log, cpus, extra_path)
+    process = _launch(command, log, cpus, extra_path, wrapper)
     stack = {
         "loop": "asyncio (asyncio.run)",
         "http": "HttpToolsProtocol" if _importable("httptools", extra_path) else "H11Protocol",
@@ -224,7 +234,7 @@ def start_gateway(
         listening = re.compile(r"listening on (http://[^\s]+)")
         match = _wait_for("its 'listening on' line", lambda: _log_match(log, listening), process)
         base = match.group(1)
-        with httpx.Client(base_url=base, timeout=10.0) as client:
+        with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S) as client:
             listening_s = _wait_for("GET /health", lambda: _health(client, launched), process)
             target.facts["listening_s"] = round(listening_s, 3)
             target.facts["idle_rss_mb_bare"] = target.rss_mb()
@@ -333,7 +343,7 @@ def open_session(url: str, era: ClientEra) -> str | None:
         },
     }
     headers = {"Content-Type": "application/json", "Accept": ACCEPT}
-    answer = httpx.post(url, content=orjson.dumps(init), headers=headers, timeout=10.0)
+    answer = httpx.post(url, content=orjson.dumps(init), headers=headers, timeout=REQUEST_TIMEOUT_S)
     if answer.status_code != 200:
         return None  # the caller's probe call reports the status
     session: str | None = answer.headers.get("mcp-session-id")
@@ -341,7 +351,7 @@ def open_session(url: str, era: ClientEra) -> str | None:
         headers["Mcp-Session-Id"] = session
     headers["MCP-Protocol-Version"] = LEGACY_VERSION
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    httpx.post(url, content=orjson.dumps(note), headers=headers, timeout=10.0)
+    httpx.post(url, content=orjson.dumps(note), headers=headers, timeout=REQUEST_TIMEOUT_S)
     return session
 
 
@@ -361,7 +371,9 @@ def call_echo(
     message = echo_request(7, payload, era=era, tool=tool)
     headers = client_headers(era, session, tool)
     try:
-        answer = httpx.post(url, content=orjson.dumps(message), headers=headers, timeout=10.0)
+        answer = httpx.post(
+            url, content=orjson.dumps(message), headers=headers, timeout=REQUEST_TIMEOUT_S
+        )
     except httpx.TransportError as exc:
         if check:
             raise TargetUnavailable(f"tools/call to {url} failed: {exc!r}") from None

@@ -643,6 +643,24 @@ async def test_a_foreign_origin_is_forbidden(
         await gateway.legacy_call_works(path, session, "the session survived")
 
 
+async def test_hundreds_of_distinct_origins_are_each_judged_and_the_own_one_still_passes(
+    gateway: Gateway,
+) -> None:
+    # The frontend remembers its verdict per (Origin, Host) pair; a flood of distinct foreign
+    # origins overflows that memory, and every one of them is still refused.
+    own = f"http://127.0.0.1:{gateway.port}"
+    body = modern_body(1, "tools/list")
+    for n in range(300):
+        origin = own if n % 100 == 99 else f"http://evil-{n}.example.com"
+        response = await gateway.post(
+            AGGREGATE, body, {**modern_headers("tools/list"), "Origin": origin}
+        )
+        if origin == own:
+            assert response.status_code == 200, response.text
+        else:
+            assert_error(response, 403, INVALID_REQUEST)
+
+
 async def test_a_foreign_origin_cannot_open_a_session(gateway: Gateway) -> None:
     before = len(gateway.manager.gateway.sessions)
     body = {

@@ -224,6 +224,23 @@ async def test_a_timed_out_request_names_its_method_and_its_late_answer_is_ignor
         assert conn.stats.unmatched_responses == 1
 
 
+async def test_each_request_times_out_at_its_own_deadline_whatever_the_order_sent() -> None:
+    # One sweep timer per connection: a short deadline sent after a long one must re-arm it.
+    async with serve("raw_server.py") as (_, conn):
+        shaken = await handshake(conn, timeout=5)
+        started = time.monotonic()
+        slow = asyncio.create_task(call(conn, shaken, "sleep", timeout=10, seconds=1.0))
+        await asyncio.sleep(0.05)
+        with pytest.raises(UpstreamTimeout, match=r"within 0\.3 s"):
+            # raw_server answers one request at a time: this one waits behind the sleep.
+            await call(conn, shaken, "echo", timeout=0.3, text="late")
+        assert time.monotonic() - started < 0.9
+        assert not slow.done()
+        assert await slow == "slept"
+        assert await call(conn, shaken, "echo", text="again") == "again"
+        assert conn.pending_count == 0
+
+
 async def test_a_crash_after_some_calls_fails_the_next_call_with_upstream_closed() -> None:
     async with serve("misbehaving_server.py", "--crash-after-calls", "2") as (_, conn):
         shaken = await handshake(conn, timeout=5)

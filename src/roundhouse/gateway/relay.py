@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -92,7 +91,8 @@ class Relay:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._progress: dict[str, Call] = {}
-        self._inflight: dict[str, list[Call]] = {}
+        #: Calls in flight per instance, oldest first (a dict as an ordered set: O(1) removal).
+        self._inflight: dict[str, dict[Call, None]] = {}
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._listeners: set[_Listener] = set()
@@ -108,7 +108,11 @@ class Relay:
     def call_started(self, call: Call) -> None:
         self._by_upstream_id[call.upstream_id] = call
         if call.instance is not None:
-            self._inflight.setdefault(call.instance, []).append(call)
+            calls = self._inflight.get(call.instance)
+            if calls is None:
+                self._inflight[call.instance] = {call: None}
+            else:
+                calls[call] = None
 
     def call_ended(self, call: Call, token: str | None) -> None:
         self._by_upstream_id.pop(call.upstream_id, None)
@@ -116,8 +120,7 @@ class Relay:
             self._progress.pop(token, None)
         calls = self._inflight.get(call.instance or "")
         if calls is not None:
-            with contextlib.suppress(ValueError):
-                calls.remove(call)
+            calls.pop(call, None)
             if not calls:
                 del self._inflight[call.instance or ""]
 
@@ -169,7 +172,7 @@ class Relay:
             if related is not None:
                 related.deliver(message)
             elif calls:
-                calls[-1].deliver(message)
+                next(reversed(calls)).deliver(message)
             else:
                 for session in self._sessions_seeing(slug):
                     session.push(message)
@@ -224,7 +227,7 @@ class Relay:
         target.deliver({**message, "id": gateway_id})
 
     def _target_call(self, instance: str, capability: str | None) -> Call | None:
-        for call in reversed(self._inflight.get(instance, [])):
+        for call in reversed(self._inflight.get(instance, {})):
             session = call.session
             if session.era != "legacy":
                 continue  # 2026-07-28 clients take no server-to-client requests
@@ -234,7 +237,7 @@ class Relay:
 
     def _modern_call(self, instance: str, capability: str | None) -> Call | None:
         """The most recent 2026-07-28 call on the instance that can take this input."""
-        for call in reversed(self._inflight.get(instance, [])):
+        for call in reversed(self._inflight.get(instance, {})):
             session = call.session
             takes_input = session.era == "modern" and call.input_needed is not None
             if takes_input and (capability is None or session.can(capability)):

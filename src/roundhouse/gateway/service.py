@@ -397,15 +397,18 @@ class Gateway:
         # A gateway-wide id: an HTTP upstream tags what it sends about this request with it,
         # which tells the relay exactly whose call a sampling request belongs to.
         outgoing: Message = {"jsonrpc": "2.0", "id": call.upstream_id, "method": call.method}
-        sent = upstream_params(
-            params,
-            upstream_era=shake.era,
-            upstream_version=shake.protocol_version,
-            client_info=session.client_info or SERVER_INFO,
-            client_capabilities=session.capabilities,
-            progress_token=token,
-            log_level=_log_level(session, meta),
-        )
+        if meta is None and token is None and shake.era != "modern":
+            sent = params  # what upstream_params would return: nothing to change
+        else:
+            sent = upstream_params(
+                params,
+                upstream_era=shake.era,
+                upstream_version=shake.protocol_version,
+                client_info=session.client_info or SERVER_INFO,
+                client_capabilities=session.capabilities,
+                progress_token=token,
+                log_level=_log_level(session, meta),
+            )
         if sent is not None:
             outgoing["params"] = sent
         self.relay.call_started(call)
@@ -502,8 +505,10 @@ class Gateway:
             raise NoInstance(f"server {slug!r} has no ready instance (it may be restarting)")
         if session.era == "modern":
             return pick(ready, owner, era="modern")
-        instance = pick(ready, session.sticky.get(slug), era="legacy")
-        session.sticky[slug] = instance.id
+        sticky = session.sticky.get(slug)
+        instance = pick(ready, sticky, era="legacy")
+        if sticky is None or instance.id != sticky:
+            session.sticky[slug] = instance.id
         return instance
 
     def _holding(self, slug: str, instance_id: str) -> Instance:

@@ -83,7 +83,6 @@ class Call:
     slug: str | None = None
     instance: str | None = None
     progress_token: Any = None
-    started: float = field(default_factory=time.monotonic)
     #: Messages about this call (progress, logs, server-to-client requests) for its stream;
     #: ``related`` is resolved when the first one arrives, so the frontend can switch to SSE.
     outbox: list[Message] = field(default_factory=list)
@@ -150,7 +149,8 @@ class SessionTable:
     def get(self, session_id: str, scope: Scope) -> ClientSession | None:
         """The live session with this id opened on this endpoint, or None."""
         session = self._sessions.get(session_id)
-        if session is None or session.scope != scope:
+        # (Scope holds one field: its slug compared directly saves the dataclass __eq__.)
+        if session is None or session.scope.slug != scope.slug:
             return None
         now = time.monotonic()
         if now - session.last_seen > self.idle_timeout:

@@ -13,6 +13,12 @@ owner's word (the process exited but a grandchild still holds stdout open).
 
 Ids on the wire are ours (1, 2, 3 ...). ``send_request_raw`` forwards a client's request under one
 of them and puts the client's id back on the answer, so many sessions can share one process.
+
+Timeouts. Each request has a deadline, but not a timer of its own: one timer per connection
+(``_sweep``) is armed at the earliest deadline and, when it fires, fails every request past its
+deadline and re-arms at the next. Requests sent with the same timeout have rising deadlines, so
+on the hot path a request only compares its deadline with the armed one (a timer per request
+costs a heap push, a handle, and a cancelled handle left in the loop's heap).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Protocol
@@ -71,13 +78,26 @@ class StdioStats:
     messages_received: int = 0
 
 
-class _Pending:
-    __slots__ = ("client_id", "future", "method")
+# A deadline this close counts as reached: the loop may run a timer a hair before its time.
+_DEADLINE_SLACK: Final = 0.001
 
-    def __init__(self, method: str, future: asyncio.Future[Message], client_id: Any) -> None:
+
+class _Pending:
+    __slots__ = ("client_id", "deadline", "future", "method", "timeout")
+
+    def __init__(
+        self,
+        method: str,
+        future: asyncio.Future[Message],
+        client_id: Any,
+        deadline: float,
+        timeout: float,
+    ) -> None:
         self.method = method
         self.future = future
         self.client_id = client_id  # the id to restore on the answer (raw path), else _OURS
+        self.deadline = deadline  # loop time
+        self.timeout = timeout
 
 
 _OURS: Final = object()
@@ -106,6 +126,17 @@ class StdioConnection:
         self._closed_reason: str | None = None
         self._running = False
         self._task: asyncio.Task[None] | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
+        # An asyncio.StreamWriter exposes its transport: writes go to it directly (the
+        # writer's own methods only forward there), and how much a write left in its buffer
+        # says whether there is anything to drain.
+        transport = getattr(writer, "transport", None)
+        self._buffered: Callable[[], int] | None = getattr(transport, "get_write_buffer_size", None)
+        self._sink_write: Callable[[bytes], None] = writer.write
+        self._sink_closing: Callable[[], bool] = writer.is_closing
+        if transport is not None and self._buffered is not None:
+            self._sink_write, self._sink_closing = transport.write, transport.is_closing
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -171,6 +202,9 @@ class StdioConnection:
     def _shut(self, reason: str) -> None:
         if self._closed_reason is None:
             self._closed_reason = reason
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         pending, self._pending = self._pending, {}
         for entry in pending.values():
             if not entry.future.done():
@@ -188,13 +222,14 @@ class StdioConnection:
             message["params"] = params
         return result_of(await self._roundtrip(message, method, _OURS, timeout), method)
 
-    async def send_request_raw(
+    def send_request_raw(
         self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
-    ) -> Message:
+    ) -> Coroutine[Any, Any, Message]:
         """Forward a request under our own id; the answer (result or error) gets its id back.
-        (``headers`` are an HTTP matter: stdio has none.)"""
+        (``headers`` are an HTTP matter: stdio has none.) The round trip's own coroutine is
+        returned, not wrapped in another: one frame less on every resume of the hot path."""
         method = message.get("method")
-        return await self._roundtrip(
+        return self._roundtrip(
             dict(message), method if isinstance(method, str) else "?", message.get("id"), timeout
         )
 
@@ -215,26 +250,54 @@ class StdioConnection:
             raise UpstreamClosed(f"{self._closed_reason} (cannot send {method})")
         request_id = next(self._ids)
         message["id"] = request_id
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(method, future, client_id)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+        # One deadline over the write (a full pipe blocks drain) and the wait for the answer.
+        deadline = loop.time() + timeout
+        self._pending[request_id] = _Pending(method, future, client_id, deadline, timeout)
+        if self._sweep is None or deadline < self._sweep_at:
+            self._arm(loop, deadline)
         try:
-            # One deadline over the write (a full pipe blocks drain) and the wait for the answer.
-            async with asyncio.timeout(timeout):
-                self._write(encode_for_upstream(message, newline=True))
-                self.stats.requests_sent += 1
-                await self._drain()
-                return await future
-        except TimeoutError:
+            self._write(encode_for_upstream(message, newline=True))
+            self.stats.requests_sent += 1
+            buffered = self._buffered
+            if buffered is None or buffered():
+                # The pipe did not take it all: wait for room, within the deadline.
+                async with asyncio.timeout_at(deadline):
+                    await self._drain()
+            return await future  # failed by _expire at the deadline
+        except TimeoutError:  # from the drain
             self._cancel_upstream(request_id, method, "timed out")
-            raise UpstreamTimeout(
-                f"{self.name}: no answer to {method} within {timeout:g} s",
-                data={"method": method, "timeout": timeout},
-            ) from None
+            raise _timed_out(self.name, method, timeout) from None
         except asyncio.CancelledError:
             self._cancel_upstream(request_id, method, "cancelled by the caller")
             raise
         finally:
             self._pending.pop(request_id, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = deadline
+        self._sweep = loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """The sweep: fail every request past its deadline, then re-arm at the next one."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        now = loop.time() + _DEADLINE_SLACK
+        following: float | None = None
+        for request_id, entry in list(self._pending.items()):
+            if entry.deadline > now:
+                if following is None or entry.deadline < following:
+                    following = entry.deadline
+                continue
+            del self._pending[request_id]
+            if not entry.future.done():
+                entry.future.set_exception(_timed_out(self.name, entry.method, entry.timeout))
+                self._cancel_upstream(request_id, entry.method, "timed out")
+        if following is not None:
+            self._arm(loop, following)
 
     def _cancel_upstream(self, request_id: int, method: str, reason: str) -> None:
         """Tell the server we stopped waiting (best effort, no await: we may be cancelled)."""
@@ -249,10 +312,10 @@ class StdioConnection:
             self._write(orjson.dumps(note, option=orjson.OPT_APPEND_NEWLINE))
 
     def _write(self, data: bytes) -> None:
-        if self._writer.is_closing():
+        if self._sink_closing():
             raise UpstreamClosed(f"{self._closed_reason or self.name + ': stdin is closed'}")
         try:
-            self._writer.write(data)
+            self._sink_write(data)
         except (OSError, RuntimeError) as exc:
             raise UpstreamClosed(f"{self.name}: writing to the server failed: {exc}") from exc
 
@@ -383,3 +446,10 @@ class StdioConnection:
                     data={"method": entry.method, "max_line_bytes": self._max_line_bytes},
                 )
             )
+
+
+def _timed_out(name: str, method: str, timeout: float) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"{name}: no answer to {method} within {timeout:g} s",
+        data={"method": method, "timeout": timeout},
+    )

@@ -4,8 +4,13 @@ The call runs in the request's own coroutine (no task of its own): on the hot pa
 a task and two trips through the event loop per request. If the upstream sends something about
 the call before answering (progress, a log line, a server-to-client request), ``Call.deliver``
 starts a stream task that sends the SSE headers and every message as it comes; the answer then
-ends that stream. After ``DISCONNECT_WATCH_AFTER`` seconds a watcher starts reading the
-request's ``receive``: a client that goes away cancels its call.
+ends that stream. A call still in flight after ``DISCONNECT_WATCH_AFTER`` seconds starts a
+watcher reading the request's ``receive``: a client that goes away cancels its call.
+
+That delay is kept by one :class:`DisconnectWatch` for all calls, not a timer per call: every
+half-period it starts the watchers of the calls that were already in flight at the previous
+tick, so a call is watched after between half and the whole of ``DISCONNECT_WATCH_AFTER``.
+On the hot path a call costs a set insertion and removal.
 """
 
 from __future__ import annotations
@@ -19,13 +24,53 @@ from roundhouse.gateway.frontends.wire import SSE_HEADERS, event, wait_disconnec
 from roundhouse.gateway.sessions import Call
 from roundhouse.protocol.jsonrpc import Message
 
-__all__ = ["DISCONNECT_WATCH_AFTER", "Exchange"]
+__all__ = ["DISCONNECT_WATCH_AFTER", "DisconnectWatch", "Exchange"]
 
 #: A call that takes longer than this starts watching for its client to go away.
 DISCONNECT_WATCH_AFTER = 1.0
 
 
+class DisconnectWatch:
+    """Starts the disconnect watchers of calls that have been in flight for a while."""
+
+    def __init__(self, after: float = DISCONNECT_WATCH_AFTER) -> None:
+        self._period = after / 2
+        self._young: set[Exchange] = set()  # started since the last tick
+        self._old: set[Exchange] = set()  # in flight at the last tick
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, exchange: Exchange) -> None:
+        self._young.add(exchange)
+        loop = asyncio.get_running_loop()
+        if self._timer is None or self._loop is not loop:
+            # (A timer left on another loop, e.g. an app served again by a new loop, is dead.)
+            self._loop = loop
+            self._timer = loop.call_later(self._period, self._tick)
+
+    def discard(self, exchange: Exchange) -> None:
+        self._young.discard(exchange)
+        self._old.discard(exchange)
+
+    def _tick(self) -> None:
+        due, self._old, self._young = self._old, self._young, set()
+        for exchange in due:
+            exchange.watch_disconnect()
+        self._timer = (
+            asyncio.get_running_loop().call_later(self._period, self._tick) if self._old else None
+        )
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._young.clear()
+        self._old.clear()
+
+
 class Exchange:
+    __slots__ = ("_final", "_receive", "_send", "_stream", "_watcher", "call", "client_gone")
+
     def __init__(self, call: Call, send: Send, receive: Receive) -> None:
         self.call = call
         self._send = send

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from roundhouse.gateway.frontends.exchange import DISCONNECT_WATCH_AFTER, Exchange
+from roundhouse.gateway.frontends.exchange import DisconnectWatch, Exchange
 from roundhouse.gateway.frontends.wire import (
     SSE_HEADERS,
     accepted,
@@ -73,11 +74,27 @@ _ROUTING_HEADERS = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 #: Where ``__call__`` notes a repeated routing header in the folded header dict (no real header
 #: name starts with a colon).
 _DUPLICATE = b":duplicate"
+#: Distinct Origin/Host values whose verdict is remembered (a client sends the same ones on
+#: every request); past this the cache starts over, so hostile variety cannot grow it.
+_VERDICTS_KEPT = 256
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _settle_heap() -> None:
+    """Start-up is over when the first MCP request arrives: move everything alive now (modules,
+    the app, the registry: ~130,000 objects) out of the cyclic collector's sight.
+
+    Under load, calls in flight survive young collections and push the collector into full
+    ones; a full collection over the start-up heap stopped every request for ~100 ms (the p99
+    at 64 connections). Frozen objects are never scanned, so a full collection walks only what
+    requests made. No ``gc.collect()`` first: over that heap it would add its own pause to the
+    first call, for the little start-up garbage it would free.
+    """
+    gc.freeze()
 
 
 def is_mcp_path(path: str) -> bool:
@@ -108,8 +125,15 @@ class McpHttpApp:
         self.gateway = gateway
         self.policy = policy
         self.max_body_bytes = max_body_bytes
+        self._watch = DisconnectWatch()
+        #: (Origin, Host) -> why refused, "" when allowed (see _judge).
+        self._verdicts: dict[tuple[bytes | None, bytes | None], str] = {}
+        self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._started:
+            self._started = True
+            _settle_heap()
         path: str = scope["path"]
         if path in ("/mcp", "/mcp/"):
             endpoint = Endpoint(None)
@@ -132,11 +156,12 @@ class McpHttpApp:
             # A field value's surrounding whitespace is not part of it (RFC 9110 5.5); h11
             # strips it, httptools does not.
             headers[name] = value.strip(b" \t")
-        if not (self._origin_ok(b"origin", headers.get(b"origin"))):
-            await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
-            return
-        if not self._origin_ok(b"host", headers.get(b"host")):
-            await reply(send, 403, error(None, INVALID_REQUEST, "host not allowed"))
+        pair = (headers.get(b"origin"), headers.get(b"host"))
+        verdict = self._verdicts.get(pair)
+        if verdict is None:
+            verdict = self._judge(pair)
+        if verdict:
+            await reply(send, 403, error(None, INVALID_REQUEST, verdict))
             return
         if endpoint.slug is not None and not self.gateway.instances.known(endpoint.slug):
             await reply(
@@ -171,6 +196,21 @@ class McpHttpApp:
         if name == b"origin":
             return self.policy.origin_allowed(text)
         return self.policy.host_allowed(text)
+
+    def _judge(self, pair: tuple[bytes | None, bytes | None]) -> str:
+        """Why an (Origin, Host) pair is refused, ``""`` when it is allowed; remembered, since
+        a client sends the same pair on every request."""
+        origin, host = pair
+        if not self._origin_ok(b"origin", origin):
+            verdict = "origin not allowed"
+        elif not self._origin_ok(b"host", host):
+            verdict = "host not allowed"
+        else:
+            verdict = ""
+        if len(self._verdicts) >= _VERDICTS_KEPT:
+            self._verdicts.clear()
+        self._verdicts[pair] = verdict
+        return verdict
 
     # --- POST ---------------------------------------------------------------------------------
 
@@ -412,9 +452,8 @@ class McpHttpApp:
         legacy = session.era == "legacy"
         if legacy:
             session.calls[request_id] = call
-        timer = asyncio.get_running_loop().call_later(
-            DISCONNECT_WATCH_AFTER, exchange.watch_disconnect
-        )
+        watch = self._watch
+        watch.add(exchange)
         try:
             try:
                 response = await self.gateway.request(call, message)
@@ -434,7 +473,7 @@ class McpHttpApp:
                 status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
             await reply(send, status, response)
         finally:
-            timer.cancel()
+            watch.discard(exchange)
             exchange.close()
             # Break the cycles call -> task -> this frame -> call and call -> exchange -> call,
             # so a finished call is freed at once, not by the cyclic GC (whose pauses show in
