@@ -126,7 +126,8 @@ def _launch(
         command = [*wrapper, *command]
     if cpus is not None:
         command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
-    env = dict(os.environ)
+    # The gateway serves only the upstream under test: no bundled Bindery beside it.
+    env = dict(os.environ, ROUNDHOUSE_BINDERY="false")
     if extra_path is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
     log.parent.mkdir(parents=True, exist_ok=True)
