@@ -307,17 +307,16 @@ def list_tasks(filters: ListFilters, limit: int, offset: int) -> Op[dict[str, An
         where.append(f"(lower(t.title){LIKE} OR lower(t.description){LIKE})")
         args += [like_pattern(filters.q)] * 2
     clause = f" WHERE {' AND '.join(where)}" if where else ""
+    # Two statements, not ``count(*) OVER ()``: a window over the whole match would evaluate the
+    # depends_on subquery of every matching row before the LIMIT (30 ms at 10,000 tasks).
     rows = yield Stmt(
-        f"SELECT {COLUMNS}, count(*) OVER () FROM tasks t{clause} "
-        "ORDER BY t.id DESC LIMIT ? OFFSET ?",
+        f"SELECT {COLUMNS} FROM tasks t{clause} ORDER BY t.id DESC LIMIT ? OFFSET ?",
         (*args, limit, offset),
     )
-    if rows:
-        total = rows[0][11]
-    elif offset:
-        total = yield Stmt(f"SELECT count(*) FROM tasks t{clause}", tuple(args), "val")
+    if rows and len(rows) < limit:
+        total = offset + len(rows)
     else:
-        total = 0
+        total = yield Stmt(f"SELECT count(*) FROM tasks t{clause}", tuple(args), "val")
     return {
         "items": [task_from_row(row) for row in rows],
         "total": total,
