@@ -53,6 +53,8 @@ class Server:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.gate = asyncio.Event()
         self.big_sent = 0
+        self.drop_armed = False
+        self.dropped = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -85,6 +87,11 @@ class Server:
                     break
                 line, *lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = line.split(" ", 2)
+                if self.drop_armed:
+                    # A kept-alive connection closed just as a request came in on it.
+                    self.drop_armed = False
+                    self.dropped += 1
+                    break
                 headers = {
                     name.strip().lower(): value.strip()
                     for name, value in (h.split(":", 1) for h in lines if h)
@@ -113,6 +120,27 @@ class Server:
         path = target.split("?", 1)[0]
         if path == "/ok":
             return await respond(writer, {"ok": True, "target": target})
+        if path == "/arm-drop":
+            self.drop_armed = True
+            return await respond(writer, {"armed": True})
+        if path == "/ok-close":
+            # Says close but keeps the connection open: the client must not reuse it anyway.
+            return await respond(writer, {"ok": True}, extra=b"Connection: close\r\n")
+        if path == "/moved":
+            return await respond(writer, {}, status=b"302 Found", extra=b"Location: /ok\r\n")
+        if path == "/chunked":
+            frames = [b'{"parts": ', b"[1, 2]}"]
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for frame in frames:
+                writer.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        if path == "/until-close":
+            writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"a": 1}')
+            await writer.drain()
+            return False
         if path == "/echo":
             return await respond(writer, {"method": method, "body": orjson.loads(body or b"null")})
         if path == "/hold":
@@ -290,6 +318,61 @@ async def test_a_caller_that_waits_too_long_for_a_free_connection_gets_a_pool_ti
     assert server.opened == 1
 
 
+async def test_a_kept_alive_connection_dropped_under_a_get_is_retried_once_on_a_fresh_one(
+    server: Server,
+) -> None:
+    async with PooledHttpClient(server.url) as client:
+        await client.request("GET", "/arm-drop")
+        response = await client.request("GET", "/ok")
+    assert response.status == 200
+    assert server.dropped == 1
+    assert server.opened == 2
+
+
+async def test_a_post_on_a_dropped_kept_alive_connection_is_not_sent_again(
+    server: Server,
+) -> None:
+    async with PooledHttpClient(server.url) as client:
+        await client.request("GET", "/arm-drop")
+        with pytest.raises(BackendUnavailable, match="closed the connection without answering"):
+            await client.request("POST", "/echo", json={"a": 1})
+        assert (await client.request("GET", "/ok")).status == 200
+    assert server.dropped == 1
+    assert [request for request in server.requests if request[0] == "POST"] == []
+
+
+async def test_connection_close_from_the_server_is_honoured(server: Server) -> None:
+    async with PooledHttpClient(server.url) as client:
+        for _ in range(3):
+            assert (await client.request("GET", "/ok-close")).status == 200
+        await wait_for(lambda: server.open == 0)
+    assert server.opened == 3
+
+
+async def test_chunked_and_read_until_close_bodies_are_read_whole(server: Server) -> None:
+    async with PooledHttpClient(server.url) as client:
+        assert (await client.request("GET", "/chunked")).json() == {"parts": [1, 2]}
+        assert (await client.request("GET", "/chunked")).json() == {"parts": [1, 2]}
+        assert server.opened == 1
+        assert (await client.request("GET", "/until-close")).json() == {"a": 1}
+
+
+async def test_a_redirect_is_an_answer_and_is_not_followed(server: Server) -> None:
+    async with PooledHttpClient(server.url) as client:
+        response = await client.request("GET", "/moved")
+    assert response.status == 302
+    assert response.headers["location"] == "/ok"
+    assert len(server.requests) == 1
+
+
+async def test_a_head_answer_ends_with_its_head(server: Server) -> None:
+    async with PooledHttpClient(server.url, timeouts=Timeouts(read=5.0)) as client:
+        response = await client.request("HEAD", "/ok")
+        assert response.status == 200
+        assert response.body == b""
+        assert (await client.request("GET", "/ok")).status == 200
+
+
 # --- size caps ------------------------------------------------------------------------------------
 
 
@@ -427,10 +510,24 @@ async def test_hostile_or_malformed_requests_are_refused_and_nothing_is_sent(
     assert server.opened == 0
 
 
-@pytest.mark.parametrize("base_url", ["ftp://127.0.0.1/", "127.0.0.1:80", "http://", "http://[::1"])
+@pytest.mark.parametrize(
+    "base_url",
+    ["ftp://127.0.0.1/", "127.0.0.1:80", "http://", "http://[::1", "http://127.0.0.1:99999"],
+)
 def test_a_base_url_that_cannot_be_used_is_refused(base_url: str) -> None:
     with pytest.raises(InvalidInput):
         PooledHttpClient(base_url)
+
+
+def test_an_https_backend_is_refused_clearly_when_the_client_is_made() -> None:
+    with pytest.raises(InvalidInput, match="must be http://"):
+        PooledHttpClient("https://127.0.0.1:8443")
+
+
+@pytest.mark.parametrize("headers", [{"x-a": "1\r\nX-Injected: 1"}, {"bad name": "1"}])
+def test_extra_headers_that_would_break_the_request_are_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(InvalidInput, match="not a usable header"):
+        PooledHttpClient("http://127.0.0.1:1", headers=headers)
 
 
 async def test_errors_never_show_credentials_from_the_base_url() -> None:
