@@ -1,10 +1,10 @@
 """Timeouts and connection limits as value objects, not loose floats.
 
 Each wait has its own bound and its own name, so an error can say which one ran out: ``connect``
-(the TCP/TLS handshake), ``write`` (sending the request), ``read`` (between two chunks of the
+(the TCP handshake), ``write`` (sending the request), ``read`` (between two chunks of the
 answer) and ``pool`` (waiting for a free connection when all are busy). ``Limits`` caps how many
 connections a client holds and how many bytes go each way. Both are plain data: the HTTP client
-in ``upstream/pooled.py`` turns them into httpx's own objects.
+in ``upstream/pooled.py`` applies them to its own pool and deadlines.
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ class FaceSettings(BaseSettings):
     @field_validator("bindery_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("BINDERY_URL must start with http:// or https://")
+        # The backend is local and the pooled client speaks plain HTTP/1.1 only.
+        if not value.startswith("http://"):
+            raise ValueError("BINDERY_URL must start with http:// (the backend is local)")
         return value.rstrip("/")
 
     @field_validator("bindery_port_range", mode="before")
