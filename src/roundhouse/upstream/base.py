@@ -14,25 +14,52 @@ Failures, all ``UpstreamError``:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import orjson
 
 from roundhouse.errors import InvalidInput, UpstreamError, UpstreamProtocolError
-from roundhouse.protocol.jsonrpc import Message
+from roundhouse.protocol.jsonrpc import METHOD_NOT_FOUND, Message
 
 __all__ = [
     "RELATED_KEY",
     "Connection",
     "MessageHandler",
     "UpstreamRpcError",
+    "deliver_incoming",
     "encode_for_upstream",
     "result_of",
 ]
 
 MessageHandler: TypeAlias = Callable[[Message], None]
 """Receives notifications and server-to-client requests; called on the reader, must not block."""
+
+
+def deliver_incoming(
+    message: Message, on_message: MessageHandler | None, name: str, log: logging.Logger
+) -> Message | None:
+    """A notification or server-to-client request from the server, handed to ``on_message``.
+
+    Returns what the connection must send back itself when nobody here takes requests: a
+    ``ping`` is answered, anything else refused, so the server never waits on us forever.
+    """
+    if on_message is not None:
+        try:
+            on_message(message)
+        except Exception:
+            log.exception("%s: on_message failed for %s", name, message.get("method"))
+        return None
+    if "id" not in message:
+        return None
+    if message["method"] == "ping":
+        return {"jsonrpc": "2.0", "id": message["id"], "result": {}}
+    return {
+        "jsonrpc": "2.0",
+        "id": message["id"],
+        "error": {"code": METHOD_NOT_FOUND, "message": "client does not handle this"},
+    }
 
 
 #: Key a connection adds to a message the server sent in the middle of one request's answer (an

@@ -43,7 +43,6 @@ from roundhouse.errors import UpstreamClosed, UpstreamError, UpstreamProtocolErr
 from roundhouse.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
-    METHOD_NOT_FOUND,
     Message,
     recover_id,
 )
@@ -51,6 +50,7 @@ from roundhouse.protocol.sse import OversizeEvent, SseDecoder, SseEvent
 from roundhouse.upstream.base import (
     MessageHandler,
     UpstreamRpcError,
+    deliver_incoming,
     encode_for_upstream,
     result_of,
 )
@@ -491,24 +491,9 @@ class SseConnection:
 
     def _incoming(self, message: Message) -> None:
         """A notification or a server-to-client request."""
-        if self._on_message is not None:
-            try:
-                self._on_message(message)
-            except Exception:
-                logger.exception("%s: on_message failed for %s", self.name, message.get("method"))
-            return
-        if "id" not in message:
-            return
-        # Nobody to ask: answer so the server does not wait forever.
-        if message["method"] == "ping":
-            answer: Message = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
-        else:
-            answer = {
-                "jsonrpc": "2.0",
-                "id": message["id"],
-                "error": {"code": METHOD_NOT_FOUND, "message": "client does not handle this"},
-            }
-        self._spawn(self._quietly(self.send(answer)))
+        answer = deliver_incoming(message, self._on_message, self.name, logger)
+        if answer is not None:
+            self._spawn(self._quietly(self.send(answer)))
 
     def _oversize(self, event: OversizeEvent) -> None:
         self.stats.oversize_events += 1

@@ -35,8 +35,13 @@ from typing import Any, Final, Protocol
 import orjson
 
 from roundhouse.errors import UpstreamClosed, UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from roundhouse.protocol.jsonrpc import METHOD_NOT_FOUND, Message, RequestId, recover_id
-from roundhouse.upstream.base import MessageHandler, encode_for_upstream, result_of
+from roundhouse.protocol.jsonrpc import Message, RequestId, recover_id
+from roundhouse.upstream.base import (
+    MessageHandler,
+    deliver_incoming,
+    encode_for_upstream,
+    result_of,
+)
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "ByteReader", "ByteWriter", "StdioConnection", "StdioStats"]
 
@@ -411,25 +416,10 @@ class StdioConnection:
 
     def _incoming(self, message: Message) -> None:
         """A notification or a server-to-client request."""
-        if self._on_message is not None:
-            try:
-                self._on_message(message)
-            except Exception:
-                logger.exception("%s: on_message failed for %s", self.name, message.get("method"))
-            return
-        if "id" not in message:
-            return
-        # Nobody to ask: answer so the server does not wait forever.
-        if message["method"] == "ping":
-            answer: Message = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
-        else:
-            answer = {
-                "jsonrpc": "2.0",
-                "id": message["id"],
-                "error": {"code": METHOD_NOT_FOUND, "message": "client does not handle this"},
-            }
-        with contextlib.suppress(UpstreamError):
-            self._write(orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE))
+        answer = deliver_incoming(message, self._on_message, self.name, logger)
+        if answer is not None:
+            with contextlib.suppress(UpstreamError):
+                self._write(orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE))
 
     def _oversize(self, head: bytes, tail: bytes) -> None:
         self.stats.oversize_lines += 1
