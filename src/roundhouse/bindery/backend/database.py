@@ -243,6 +243,13 @@ class Database:
     async def _run_sqlite(
         self, connection: sqlite3.Connection, op: Op[T], write: bool
     ) -> tuple[T, int, int]:
+        if write:
+            # Writes run on the loop thread: one at a time already (``_writers``), tens of
+            # microseconds each in WAL with synchronous=NORMAL, and nobody else in this process
+            # holds the write lock, so nothing waits in the busy handler. A thread hop and the
+            # GIL hand-off back cost more than the write (creates: ~1,100/s through the worker
+            # thread at c16, p50 13 ms, against 0.7 ms at c1).
+            return self._drive_sqlite(connection, op, write)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._drive_sqlite, connection, op, write)
         try:
