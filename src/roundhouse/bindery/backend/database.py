@@ -3,8 +3,9 @@
 An operation (:mod:`.operations`) is a generator: it yields :class:`Stmt` values and is sent each
 one's result, so it holds no I/O and one text of SQL serves both backends. Here it is driven:
 
-- **SQLite**: the whole generator runs in a worker thread on a pooled ``sqlite3`` connection, so
-  an operation of five statements costs one hop between threads, not fifteen. Writes start with
+- **SQLite**: the whole generator runs on the event loop's thread on a pooled ``sqlite3``
+  connection: its statements take tens of microseconds, less than a hop to a worker thread and
+  the GIL hand-off back (measured in docs/PERFORMANCE.md). Writes start with
   ``BEGIN IMMEDIATE`` (they wait on ``busy_timeout`` instead of failing to upgrade a lock).
 - **Postgres**: statements go to an asyncpg connection (prepared and cached by asyncpg); writes
   run in a transaction, and yield :data:`GRAPH_LOCK` before a cycle check so that two racing

@@ -1,8 +1,8 @@
 """A small connection pool with the figures an operator needs, one for both backends.
 
-Why not SQLAlchemy's pool: the backend runs no SQLAlchemy engine. On SQLite each operation goes
-to a worker thread whole (one hop for all its statements instead of three per statement through
-aiosqlite), which measured several times faster; on Postgres it speaks asyncpg directly. Both
+Why not SQLAlchemy's pool: the backend runs no SQLAlchemy engine. On SQLite each operation runs
+whole on plain ``sqlite3`` (no hop per statement as through aiosqlite), which measured several
+times faster; on Postgres it speaks asyncpg directly. Both
 want the same policy and the same figures, which this pool gives over any :class:`Connector`:
 
 - at most ``max_size`` connections; ``min_size`` opened at start and kept warm;
