@@ -9,6 +9,7 @@ once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -104,8 +105,6 @@ async def running(
     db: str, *, host: str = "127.0.0.1", limits: PoolLimits | None = None
 ) -> AsyncIterator[tuple[str, Bindery]]:
     """The backend served in this event loop on a free port: ``(base_url, bindery)``."""
-    import asyncio
-
     database = Database(db, limits)
     await database.open()
     bindery = Bindery(database)

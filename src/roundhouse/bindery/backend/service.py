@@ -30,12 +30,8 @@ class Method:
     write: bool
 
 
-def _fields(params: m.CreateTask | m.AddSubtask) -> m.TaskFields:
-    return params  # both are TaskFields with a parent_id
-
-
 METHODS: dict[str, Method] = {
-    "create_task": Method(m.CreateTask, lambda p: ops.create_task(_fields(p), p.parent_id), True),
+    "create_task": Method(m.CreateTask, lambda p: ops.create_task(p, p.parent_id), True),
     "get_task": Method(m.TaskId, lambda p: ops.get_task(p.task_id), False),
     "update_task": Method(m.UpdateTask, lambda p: ops.update_task(p.task_id, p.updates), True),
     "delete_task": Method(m.DeleteTask, lambda p: ops.delete_task(p.task_id, p.cascade), True),
@@ -44,7 +40,7 @@ METHODS: dict[str, Method] = {
     ),
     "search_tasks": Method(m.Search, lambda p: ops.search_tasks(p.query, p.limit), False),
     "complete_task": Method(m.TaskId, lambda p: ops.complete_task(p.task_id), True),
-    "add_subtask": Method(m.AddSubtask, lambda p: ops.create_task(_fields(p), p.parent_id), True),
+    "add_subtask": Method(m.AddSubtask, lambda p: ops.create_task(p, p.parent_id), True),
     "get_task_tree": Method(m.Tree, lambda p: ops.get_tree(p.task_id, p.max_depth), False),
     "add_dependency": Method(
         m.AddDependency, lambda p: ops.add_dependency(p.task_id, p.depends_on), True
