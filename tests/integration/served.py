@@ -103,3 +103,23 @@ async def serve(tmp_path: Path, **settings: Any) -> AsyncIterator[Served]:
             server.should_exit = True
             await task
             sock.close()
+
+
+@asynccontextmanager
+async def serve_everything(tmp_path: Path) -> AsyncIterator[Served]:
+    """A gateway with npm's server-everything as the stdio server ``everything``, catalogued."""
+    from tests.peers import peers
+
+    peers.ensure_peers()
+    command = peers.server_everything_stdio().argv
+    async with serve(tmp_path) as served:
+        await served.manager.create_server(
+            {
+                "slug": "everything",
+                "transport": {"command": command[0], "args": command[1:]},
+                "timeouts": {"start": 30},
+            }
+        )
+        await wait_state(served.manager, "everything", "running", timeout=30)
+        await served.catalogued("everything", timeout=30)
+        yield served

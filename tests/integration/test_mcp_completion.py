@@ -14,10 +14,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.peers import peers
-
-from .conftest import wait_state
-from .served import Served, serve
+from .served import Served, serve_everything
 
 MODES = ["legacy", "2026-07-28"]
 TEMPLATE = "demo://resource/dynamic/text/{resourceId}"
@@ -25,18 +22,7 @@ TEMPLATE = "demo://resource/dynamic/text/{resourceId}"
 
 @pytest.fixture
 async def everything(tmp_path: Path) -> AsyncIterator[Served]:
-    peers.ensure_peers()
-    command = peers.server_everything_stdio().argv
-    async with serve(tmp_path) as served:
-        await served.manager.create_server(
-            {
-                "slug": "everything",
-                "transport": {"command": command[0], "args": command[1:]},
-                "timeouts": {"start": 30},
-            }
-        )
-        await wait_state(served.manager, "everything", "running", timeout=30)
-        await served.catalogued("everything", timeout=30)
+    async with serve_everything(tmp_path) as served:
         yield served
 
 

@@ -17,10 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.peers import peers
-
 from .conftest import eventually, wait_state
-from .served import Served, open_session, serve
+from .served import Served, open_session, serve_everything
 
 MODERN = "2026-07-28"
 ACCEPT = "application/json, text/event-stream"
@@ -30,18 +28,7 @@ PATHS = ["/mcp", "/servers/everything/mcp"]
 
 @pytest.fixture
 async def everything(tmp_path: Path) -> AsyncIterator[Served]:
-    peers.ensure_peers()
-    command = peers.server_everything_stdio().argv
-    async with serve(tmp_path) as served:
-        await served.manager.create_server(
-            {
-                "slug": "everything",
-                "transport": {"command": command[0], "args": command[1:]},
-                "timeouts": {"start": 30},
-            }
-        )
-        await wait_state(served.manager, "everything", "running", timeout=30)
-        await served.catalogued("everything", timeout=30)
+    async with serve_everything(tmp_path) as served:
         yield served
 
 
