@@ -448,3 +448,22 @@ GatewayMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.generate],
 )
 test_live_local_http_instances_never_share_a_port_over_random_deploys = GatewayMachine.TestCase
+
+
+async def test_a_local_http_server_that_prints_to_stdout_is_not_blocked_and_its_lines_are_logged(
+    tmp_path: Path,
+) -> None:
+    """5,000 lines (~340 KiB, five times a pipe's buffer) on stdout before it listens: unread,
+    the server would block on its first full pipe and never become ready."""
+    async with gateway(tmp_path, BASE + 60, BASE + 65) as manager:
+        spec = local_http_spec("chatty")
+        spec["transport"]["args"] += ["--stdout-lines", "5000"]
+        await manager.create_server(spec)
+        await wait_state(manager, "chatty", "running", timeout=10)
+        result = await manager.call("chatty", "tools/call", ECHO)
+        assert "hi" in result["content"][0]["text"]
+        lines = [entry.line for entry in await manager.logs("chatty", 10_000)]
+        # The ring keeps the last lines; the last one printed is there, in order.
+        printed = [line.split()[2] for line in lines if line.startswith("stdout line ")]
+        assert printed[-1] == "5000"
+        assert printed == [str(n) for n in range(5001 - len(printed), 5001)]

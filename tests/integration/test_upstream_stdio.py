@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from roundhouse.control.runtimes.process import PushReader, open_process
 from roundhouse.errors import UpstreamClosed, UpstreamProtocolError, UpstreamTimeout
 from roundhouse.protocol.eras import Handshake
 from roundhouse.upstream.base import Connection, UpstreamRpcError
@@ -22,22 +23,37 @@ from roundhouse.upstream.stdio import StdioConnection
 
 SERVERS = Path(__file__).parents[1] / "fixtures" / "servers"
 MiB = 1024 * 1024
+#: How ``serve`` reads the server's stdout; set for each test by ``reader``.
+READER = {"kind": "pull"}
+
+
+@pytest.fixture(autouse=True, params=["pull", "push"])
+def reader(request: pytest.FixtureRequest) -> str:
+    READER["kind"] = request.param
+    return str(request.param)
 
 
 @contextlib.asynccontextmanager
 async def serve(
     script: str, *args: str, **conn_kwargs: Any
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, StdioConnection]]:
-    """A fixture server as a real process in its own group, killed (whole group) afterwards."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(SERVERS / script),
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """A fixture server as a real process in its own group, killed (whole group) afterwards.
+
+    Its stdout is read as the test's ``reader`` parameter says: pulled from a plain
+    StreamReader, or pushed from the pipe's callback as the process runtime does.
+    """
+    argv = [sys.executable, str(SERVERS / script), *args]
+    if READER["kind"] == "push":
+        proc = await open_process(argv, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        assert isinstance(proc.stdout, PushReader)
+    else:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
     assert proc.stdout is not None and proc.stdin is not None
     try:
         async with StdioConnection(proc.stdout, proc.stdin, name=script, **conn_kwargs) as conn:
@@ -352,3 +368,30 @@ async def test_cancelling_a_caller_tells_the_server_and_leaves_nothing_pending()
         assert conn.pending_count == 0
     assert b'"method":"notifications/cancelled"' in writer.lines[-1]
     assert b'"requestId":1' in writer.lines[-1]
+
+
+async def test_output_written_before_the_connection_reads_reaches_it_whole(reader: str) -> None:
+    """Bytes the pipe delivered before the connection started reading are parsed first, even
+    3 MiB of them (past the point where a StreamReader pauses the pipe)."""
+    argv = [sys.executable, str(SERVERS / "misbehaving_server.py"), "--stdout-banner", str(3 * MiB)]
+    if reader == "push":
+        proc = await open_process(argv, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+    else:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        await asyncio.sleep(1.0)  # the banner is written and waits in the reader (or the pipe)
+        async with StdioConnection(proc.stdout, proc.stdin, name="banner") as conn:
+            shaken = await handshake(conn, timeout=10)
+            assert await call(conn, shaken, "echo", text="after the banner") == "after the banner"
+            assert conn.stats.garbage_lines == 3
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()

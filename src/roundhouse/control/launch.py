@@ -144,6 +144,9 @@ class Launch:
         else:
             from roundhouse.upstream.http import HttpConnection
 
+            # Its stdout is a log like its stderr; unread, a chatty server would block on a
+            # full pipe.
+            self._tasks.append(asyncio.ensure_future(self._stderr.pump(process.stdout)))
             base = f"http://127.0.0.1:{self.port}"
             if transport.health_path is None:
                 await self._wait_for_port(process)

@@ -9,7 +9,10 @@ Lifecycle. The reader is ``run()``: the owner (the supervisor) starts it once in
 and learns the stream ended when it returns. For simple owners and tests, ``async with conn:``
 starts ``run()`` in a task the connection owns and cancels it on exit. Either way, when the stream
 ends every pending request fails at once with UpstreamClosed; ``abort()`` does the same on the
-owner's word (the process exited but a grandchild still holds stdout open).
+owner's word (the process exited but a grandchild still holds stdout open). A reader that can
+push (a process's stdout, ``control.runtimes.process.PushReader``) hands its chunks to the parser
+from the pipe's callback, so an answer resolves its caller without waking ``run()``, which then
+only waits for the end of the stream.
 
 Ids on the wire are ours (1, 2, 3 ...). ``send_request_raw`` forwards a client's request under one
 of them and puts the client's id back on the answer, so many sessions can share one process.
@@ -133,6 +136,11 @@ class StdioConnection:
         self._task: asyncio.Task[None] | None = None
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at = 0.0
+        # The line parser's state between chunks (_feed).
+        self._partial = bytearray()  # the start of a line whose end has not arrived
+        self._skipping = False  # inside an oversize line: drop bytes up to the next newline
+        self._head = b""  # an oversize line's first and last bytes, to find its id
+        self._tail = b""
         # An asyncio.StreamWriter exposes its transport: writes go to it directly (the
         # writer's own methods only forward there), and how much a write left in its buffer
         # says whether there is anything to drain.
@@ -333,51 +341,68 @@ class StdioConnection:
     # -- reading ---------------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        push_to = getattr(self._reader, "push_to", None)
+        if push_to is not None:
+            # A process's stdout (control.runtimes.process.PushReader): its chunks come to
+            # _pushed from the pipe's callback, so an answer resolves its caller right there;
+            # this task only waits for the end of the stream.
+            push_to(self._pushed)
+            await self._reader.read(1)
+            return
         read = self._reader.read
-        cap = self._max_line_bytes
-        partial = bytearray()  # the start of a line whose end has not arrived
-        skipping = False  # inside an oversize line: drop bytes up to the next newline
-        head = b""
-        tail = b""
         while chunk := await read(READ_CHUNK_BYTES):
-            start = 0
-            while True:
-                newline = chunk.find(b"\n", start)
-                if newline < 0:
-                    rest = chunk[start:]
-                    if skipping:
-                        tail = (tail + rest[-OVERSIZE_TAIL_BYTES:])[-OVERSIZE_TAIL_BYTES:]
-                    else:
-                        partial += rest
-                        if len(partial) > cap:
-                            head = bytes(partial[:OVERSIZE_HEAD_BYTES])
-                            tail = bytes(partial[-OVERSIZE_TAIL_BYTES:])
-                            partial = bytearray()
-                            skipping = True
-                    break
-                if skipping:
-                    end = chunk[max(start, newline - OVERSIZE_TAIL_BYTES) : newline]
-                    tail = (tail + end)[-OVERSIZE_TAIL_BYTES:]
-                    skipping = False
-                    self._oversize(head, tail)
-                elif partial:
-                    partial += chunk[start:newline]
+            self._feed(chunk)
+
+    def _pushed(self, chunk: bytes) -> None:
+        if self._closed_reason is not None:
+            return  # closed: what the server still says has no one to go to
+        try:
+            self._feed(chunk)
+        except Exception:  # in the pipe's callback: nothing above us would end the connection
+            logger.exception("%s: reading the server's output failed", self.name)
+            self._shut(f"{self.name}: reading the server's output failed")
+
+    def _feed(self, chunk: bytes) -> None:
+        """Split a chunk of the stream into lines and handle each; keep an unfinished line."""
+        cap = self._max_line_bytes
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            if newline < 0:
+                rest = chunk[start:]
+                if self._skipping:
+                    self._tail = (self._tail + rest[-OVERSIZE_TAIL_BYTES:])[-OVERSIZE_TAIL_BYTES:]
+                elif rest:
+                    partial = self._partial
+                    partial += rest
                     if len(partial) > cap:
-                        self._oversize(
-                            bytes(partial[:OVERSIZE_HEAD_BYTES]),
-                            bytes(partial[-OVERSIZE_TAIL_BYTES:]),
-                        )
-                    else:
-                        self._line(partial)
-                    partial = bytearray()
-                elif newline - start > cap:
+                        self._head = bytes(partial[:OVERSIZE_HEAD_BYTES])
+                        self._tail = bytes(partial[-OVERSIZE_TAIL_BYTES:])
+                        self._partial = bytearray()
+                        self._skipping = True
+                return
+            if self._skipping:
+                end = chunk[max(start, newline - OVERSIZE_TAIL_BYTES) : newline]
+                self._skipping = False
+                self._oversize(self._head, (self._tail + end)[-OVERSIZE_TAIL_BYTES:])
+                self._head = self._tail = b""
+            elif partial := self._partial:
+                partial += chunk[start:newline]
+                self._partial = bytearray()
+                if len(partial) > cap:
                     self._oversize(
-                        chunk[start : start + OVERSIZE_HEAD_BYTES],
-                        chunk[newline - OVERSIZE_TAIL_BYTES : newline],
+                        bytes(partial[:OVERSIZE_HEAD_BYTES]), bytes(partial[-OVERSIZE_TAIL_BYTES:])
                     )
                 else:
-                    self._line(chunk[start:newline])
-                start = newline + 1
+                    self._line(partial)
+            elif newline - start > cap:
+                self._oversize(
+                    chunk[start : start + OVERSIZE_HEAD_BYTES],
+                    chunk[newline - OVERSIZE_TAIL_BYTES : newline],
+                )
+            else:
+                self._line(chunk[start:newline])
+            start = newline + 1
 
     def _line(self, line: bytes | bytearray) -> None:
         try:
