@@ -16,7 +16,13 @@ $(VENV)/.synced: $(BIN)/uv pyproject.toml uv.lock
 	$(BIN)/python -m compileall -q src
 	touch $@
 
-install: $(VENV)/.synced
+# The data plane's hot modules compiled with mypyc (src/roundhouse/_native.py), again whenever
+# a source of the package changes: until then they run as plain Python.
+$(VENV)/.native: $(VENV)/.synced $(shell $(PYTHON) src/roundhouse/_native.py sources)
+	$(BIN)/python src/roundhouse/_native.py build
+	touch $@
+
+install: $(VENV)/.synced $(VENV)/.native
 
 run: install
 	$(BIN)/roundhouse up $(ARGS)
@@ -35,4 +41,5 @@ test: lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 clean:
+	$(PYTHON) src/roundhouse/_native.py clean
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

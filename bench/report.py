@@ -177,11 +177,22 @@ def to_markdown(result: dict[str, Any]) -> str:
     for gateway in result["targets"]:
         if gateway["target"] != "gateway" or "first_call_s" not in gateway:
             continue
+        by_config = gateway.get("register", "api") == "config"
+        how = (
+            "upstream from a config file, its start included"
+            if by_config
+            else "upstream registered over REST, its start excluded"
+        )
+        api_rss = (
+            f" ({gateway['idle_rss_mb_api']} MB once the REST API has answered)"
+            if "idle_rss_mb_api" in gateway
+            else ""
+        )
         out.append(
             f"Gateway ({gateway['upstream']}, pin {gateway['pin']}): idle RSS "
-            f"{gateway['idle_rss_mb']} MB (target <= {IDLE_RSS_MB:g}) "
+            f"{gateway['idle_rss_mb']} MB{api_rss} (target <= {IDLE_RSS_MB:g}) "
             f"{_mark(gateway['idle_rss_mb'] <= IDLE_RSS_MB)}; first call "
-            f"{gateway['first_call_s']} s after launch, upstream start excluded "
+            f"{gateway['first_call_s']} s after launch, {how} "
             f"(target <= {FIRST_CALL_S:g}) {_mark(gateway['first_call_s'] <= FIRST_CALL_S)}."
         )
         out.append("")

@@ -113,6 +113,7 @@ def _start(
         extra_path=args.extra_path,
         client_era=era,
         upstream_cpus=LOAD_CPUS if split else None,
+        register=args.register,
     )
 
 
@@ -301,6 +302,12 @@ def main() -> int:
         help="prepended to both targets' PYTHONPATH (e.g. a dir holding httptools and uvloop)",
     )
     parser.add_argument("--no-pipe", action="store_true", help="skip the bare-pipe upstream runs")
+    parser.add_argument(
+        "--register",
+        choices=["config", "api"],
+        default="config",
+        help="how the gateway learns its upstream: a config file at launch, or POST /api/servers",
+    )
     args = parser.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)

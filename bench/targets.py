@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import httpx
 import orjson
@@ -50,6 +50,7 @@ ACCEPT: Final = "application/json, text/event-stream"
 LEGACY_VERSION: Final = "2025-11-25"
 
 T = TypeVar("T")
+Register = Literal["config", "api"]
 
 
 class TargetUnavailable(Exception):
@@ -212,81 +213,136 @@ def start_gateway(
     client_era: ClientEra,
     upstream_cpus: frozenset[int] | None,
     wrapper: list[str] | None = None,
+    register: Register = "config",
 ) -> RunningTarget:
-    """Launch ``roundhouse up``, register the upstream over REST, and time the first call.
+    """Launch ``roundhouse up`` with the upstream, and time the first call.
 
-    first call = (launch -> first 200 to tools/call) - (upstream start -> ready), where the
-    upstream's part runs from its instance's ``started_at`` to the moment we saw it running (or
-    its ``ready_at``, once the instance view has one). That leaves what the gateway itself costs:
-    interpreter and imports, store, HTTP listening, registration, routing the first call.
+    ``register="config"`` (the default) names the upstream in a config file given at launch,
+    as a deployment does: the gateway starts it while it starts itself, and nothing but MCP is
+    ever asked of it. first call = launch -> first 200 carrying the echo, nothing subtracted
+    (the upstream's own start is inside it wherever it is not hidden under the gateway's).
+    ``idle_rss_mb`` is taken 1 s after that call; ``idle_rss_mb_api`` after one more
+    ``GET /api/servers`` (the management API is built on its first request).
+
+    ``register="api"`` launches an empty gateway and registers the upstream with
+    ``POST /api/servers``; first call = (launch -> first 200 to tools/call) - (upstream start ->
+    ready), the upstream's part from its instance's ``started_at`` to the moment we saw it
+    running. That leaves the gateway's own cost including building the management API.
     """
     data_dir = Path(tempfile.mkdtemp(prefix="roundhouse-bench-"))
     command = [sys.executable, "-m", "roundhouse", "up", "--data-dir", str(data_dir)]
     command += ["--port", "0", "--log-level", "warning"]
+    if register == "config":
+        config = data_dir / "servers.json"
+        transport = {"command": upstream.command()[0], "args": upstream.command()[1:]}
+        config.write_bytes(orjson.dumps({"servers": {upstream.name: {"transport": transport}}}))
+        command += ["--config", str(config)]
     launched = time.perf_counter()
     launched_wall = time.time()
     process = _launch(command, log, cpus, extra_path, wrapper)
     stack = {
         "loop": "asyncio (asyncio.run)",
         "http": "HttpToolsProtocol" if _importable("httptools", extra_path) else "H11Protocol",
+        "register": register,
     }
     target = RunningTarget("gateway", process, [], stack, log, scratch=data_dir)
     try:
         listening = re.compile(r"listening on (http://[^\s]+)")
         match = _wait_for("its 'listening on' line", lambda: _log_match(log, listening), process)
         base = match.group(1)
+        routes = [
+            Route(
+                f"gateway /servers/{upstream.name}/mcp",
+                f"{base}/servers/{upstream.name}/mcp",
+                "echo",
+            ),
+            Route("gateway /mcp", f"{base}/mcp", f"{upstream.name}__echo"),
+        ]
+        first = routes[0]
         with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S) as client:
             listening_s = _wait_for("GET /health", lambda: _health(client, launched), process)
             target.facts["listening_s"] = round(listening_s, 3)
             target.facts["idle_rss_mb_bare"] = target.rss_mb()
-            spec = {
-                "slug": upstream.name,
-                "transport": {"command": upstream.command()[0], "args": upstream.command()[1:]},
-            }
-            created = client.post("/api/servers", json=spec)
-            if created.status_code != 201:
-                raise TargetUnavailable(
-                    f"POST /api/servers answered {created.status_code}: {created.text[:300]}"
+            if register == "config":
+                _wait_for(
+                    "a first successful tools/call",
+                    lambda: _first_call(first, client_era),
+                    process,
                 )
-            running = _wait_for(
-                f"server {upstream.name!r} running",
-                lambda: _running(client, upstream.name),
-                process,
-            )
-            seen_running_wall = time.time()
-            target.pin_upstreams(upstream_cpus)
-            routes = [
-                Route(
-                    f"gateway /servers/{upstream.name}/mcp",
-                    f"{base}/servers/{upstream.name}/mcp",
-                    "echo",
-                ),
-                Route("gateway /mcp", f"{base}/mcp", f"{upstream.name}__echo"),
-            ]
-            first = routes[0]
-            session = open_session(first.url, client_era)
-            status = call_echo(first.url, client_era, first.tool, session, check=False)
-            if status == 404:
-                raise TargetUnavailable("the gateway has no MCP endpoint yet: 404")
-            if status != 200:
-                raise TargetUnavailable(f"tools/call through {first.url} answered {status}")
-            first_call_s = time.perf_counter() - launched
-        instance = (running.get("instances") or [{}])[0]
-        started_at = _epoch(instance.get("started_at")) or launched_wall
-        ready_at = _epoch(instance.get("ready_at")) or seen_running_wall
-        upstream_start_s = max(0.0, ready_at - started_at)
+                first_call_s = time.perf_counter() - launched
+                target.pin_upstreams(upstream_cpus)
+                target.facts.update(
+                    first_call_after_launch_s=round(first_call_s, 3),
+                    first_call_s=round(first_call_s, 3),
+                )
+            else:
+                _register_over_api(
+                    client, upstream, target, (launched, launched_wall), first, client_era
+                )
+                target.pin_upstreams(upstream_cpus)
+            time.sleep(IDLE_SETTLE_S)
+            target.facts["idle_rss_mb"] = target.rss_mb()
+            if register == "config":
+                client.get("/api/servers").raise_for_status()
+                time.sleep(IDLE_SETTLE_S)
+                target.facts["idle_rss_mb_api"] = target.rss_mb()
         target.routes = routes
-        target.facts.update(
-            first_call_after_launch_s=round(first_call_s, 3),
-            upstream_start_s=round(upstream_start_s, 3),
-            first_call_s=round(first_call_s - upstream_start_s, 3),
-        )
-        time.sleep(IDLE_SETTLE_S)
-        target.facts["idle_rss_mb"] = target.rss_mb()
     except (TargetUnavailable, httpx.HTTPError) as exc:
         target.stop()
         raise TargetUnavailable(f"{exc} (log: {log})") from None
     return target
+
+
+def _first_call(route: Route, era: ClientEra) -> bool | None:
+    """One attempt at the first call: True once a tools/call is answered with the echo."""
+    try:
+        session = open_session(route.url, era)
+        call_echo(route.url, era, route.tool, session)
+    except (TargetUnavailable, httpx.HTTPError):
+        return None
+    return True
+
+
+def _register_over_api(
+    client: httpx.Client,
+    upstream: Upstream,
+    target: RunningTarget,
+    launch: tuple[float, float],
+    first: Route,
+    era: ClientEra,
+) -> None:
+    launched, launched_wall = launch
+    spec = {
+        "slug": upstream.name,
+        "transport": {"command": upstream.command()[0], "args": upstream.command()[1:]},
+    }
+    created = client.post("/api/servers", json=spec)
+    if created.status_code != 201:
+        raise TargetUnavailable(
+            f"POST /api/servers answered {created.status_code}: {created.text[:300]}"
+        )
+    running = _wait_for(
+        f"server {upstream.name!r} running",
+        lambda: _running(client, upstream.name),
+        target.process,
+    )
+    seen_running_wall = time.time()
+    session = open_session(first.url, era)
+    status = call_echo(first.url, era, first.tool, session, check=False)
+    if status == 404:
+        raise TargetUnavailable("the gateway has no MCP endpoint yet: 404")
+    if status != 200:
+        raise TargetUnavailable(f"tools/call through {first.url} answered {status}")
+    first_call_s = time.perf_counter() - launched
+    instance = (running.get("instances") or [{}])[0]
+    started_at = _epoch(instance.get("started_at")) or launched_wall
+    ready_at = _epoch(instance.get("ready_at")) or seen_running_wall
+    upstream_start_s = max(0.0, ready_at - started_at)
+    target.facts.update(
+        first_call_after_launch_s=round(first_call_s, 3),
+        upstream_start_s=round(upstream_start_s, 3),
+        first_call_s=round(first_call_s - upstream_start_s, 3),
+    )
 
 
 def _health(client: httpx.Client, launched: float) -> float | None:

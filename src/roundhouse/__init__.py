@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from roundhouse import _native
+
+# Before any other module of ours: a compiled module older than its source must not load.
+_native.guard()
+
 __version__ = "0.1.0"
 
 __all__ = [

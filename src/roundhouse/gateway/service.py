@@ -201,14 +201,16 @@ class Gateway:
         """Serve one client request; always returns a response (result or error)."""
         try:
             result = await self._dispatch(call, message)
-        except GatewayError as exc:
-            return _error(call.client_id, exc.code, exc.message, exc.data)
-        except UpstreamRpcError as exc:
-            return _error(call.client_id, exc.code, exc.message, exc.data)
-        except InvalidInput as exc:
-            return _error(call.client_id, INVALID_PARAMS, exc.message, exc.data)
-        except RoundhouseError as exc:
-            return _error(call.client_id, exc.code, exc.message)
+        # One name per clause: compiled (mypyc), a name shared by clauses of different types
+        # is one typed variable, and the second type fails its check.
+        except GatewayError as refused:
+            return _error(call.client_id, refused.code, refused.message, refused.data)
+        except UpstreamRpcError as answered:
+            return _error(call.client_id, answered.code, answered.message, answered.data)
+        except InvalidInput as invalid:
+            return _error(call.client_id, INVALID_PARAMS, invalid.message, invalid.data)
+        except RoundhouseError as failed:
+            return _error(call.client_id, failed.code, failed.message)
         except asyncio.CancelledError:
             raise
         except Exception:

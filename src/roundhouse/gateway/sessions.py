@@ -100,8 +100,15 @@ class Call:
     on_first_related: Callable[[], None] | None = None
     #: The client asked to cancel (``notifications/cancelled``), as opposed to going away.
     cancelled_by_client: bool = False
+    #: Where related messages go straight out instead of the outbox (the stdio frontend: it
+    #: has no stream per call).
+    sink: Callable[[Message], None] | None = None
 
     def deliver(self, message: Message) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink(message)
+            return
         self.outbox.append(message)
         hook = self.on_first_related
         if hook is not None:

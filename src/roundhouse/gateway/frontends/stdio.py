@@ -266,20 +266,6 @@ class _Refusal(Exception):
         self.data = data
 
 
-def _drop(message: Message) -> None:
-    """The sink of a call that was never given one."""
-
-
-@dataclass(eq=False, slots=True)
-class _LineCall(Call):
-    """A call whose related messages go straight out: stdio has no stream per call."""
-
-    send: Callable[[Message], None] = _drop
-
-    def deliver(self, message: Message) -> None:
-        self.send(message)
-
-
 class StdioFrontend:
     """Serves one client on the aggregate scope: every server, names namespaced.
 
@@ -492,7 +478,8 @@ class StdioFrontend:
             return
         if session is None:
             return
-        call = _LineCall(session, request_id, method, send=self.send)
+        # Related messages go straight out: stdio has no stream per call.
+        call = Call(session, request_id, method, sink=self.send)
         call.task = asyncio.current_task()
         session.calls[request_id] = call
         try:
