@@ -10,7 +10,7 @@ the one place that knows how SQLAlchemy must be set up to be safe.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -27,11 +27,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from roundhouse.errors import InvalidInput
 from roundhouse.store.sqlite_schema import SQLITE_PRAGMAS
 from roundhouse.store.store import HEAD_REVISION, MigrationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "describe",
@@ -51,7 +53,11 @@ def make_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
     """An async engine for a normalized Postgres URL.
 
     Statement parameters are hidden from SQLAlchemy's messages and logs: specs carry secrets.
+    The async layer (it imports the ORM, ~7 MiB) is loaded here: a SQLite registry being
+    migrated has no use for it.
     """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     connect_args: dict[str, Any] = {}
     if schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
