@@ -100,7 +100,8 @@ async def store_target(
 
 @pytest.fixture
 async def store(store_target: StoreTarget) -> _StoreAsyncIterator[_Store]:
-    """An open, migrated, empty :class:`roundhouse.store.Store` on each backend."""
+    """An open, migrated, empty :class:`roundhouse.store.Store` on each backend, as
+    ``Store.open`` picks it: the stdlib store on SQLite, the SQLAlchemy one on Postgres."""
     async with _Store.connect(store_target.url, schema=store_target.schema) as opened:
         yield opened
 

@@ -17,8 +17,8 @@ counts it (the default), or not, for errors that mean "the backend answered: you
 wrong" (``InvalidInput``, ``NotFound``, ``Conflict``, ``NotSupported``).
 
 Foreign exceptions are mapped onto this tree where they enter (the runtime maps OSError from a
-spawn, the store maps SQLAlchemy errors) and turned into wire errors in one place per frontend
-(``api/errors.py`` for REST).
+spawn, the stores map the database drivers' errors) and turned into wire errors in one place per
+frontend (``api/errors.py`` for REST).
 """
 
 from __future__ import annotations

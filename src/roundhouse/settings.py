@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     def registry_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'registry.db'}"
+        return f"sqlite:///{self.data_dir / 'registry.db'}"
 
     @property
     def logs_dir(self) -> Path:

@@ -1,11 +1,12 @@
 """What ``roundhouse up`` loads before anyone asks for it, and that what it loads later works.
 
-The management API (FastAPI), the migration machinery (alembic), the Postgres driver and the
-HTTP client are not needed to serve MCP: the gateway's start-up time and idle memory depend on
-them staying unloaded until a request needs them (docs/PERFORMANCE.md, "Start-up and idle
-memory"). These tests check the set of imported modules, not a duration or a byte count, so a
-slow or busy machine cannot make them fail; the imports are read from the real process with
-Python's own ``-X importtime`` report (``PYTHONPROFILEIMPORTTIME``), not through a debug route.
+The management API (FastAPI), the Postgres driver and the HTTP client are not needed to serve
+MCP, and a SQLite registry never needs SQLAlchemy or alembic (it runs on the stdlib ``sqlite3``):
+the gateway's start-up time and idle memory depend on them staying unloaded until a request needs
+them (docs/PERFORMANCE.md, "Start-up and idle memory"). These tests check the set of imported
+modules, not a duration or a byte count, so a slow or busy machine cannot make them fail; the
+imports are read from the real process with Python's own ``-X importtime`` report
+(``PYTHONPROFILEIMPORTTIME``), not through a debug route.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from .gateway import Gateway
 #: Modules a gateway on SQLite must not have imported while it only serves MCP and /health.
 NOT_AT_START = (
     "fastapi",
+    "sqlalchemy",
+    "aiosqlite",
     "alembic",
     "asyncpg",
-    "sqlalchemy.dialects.postgresql",
     "httpx",
     "rich",
 )
@@ -60,8 +62,7 @@ def test_importing_what_up_runs_loads_none_of_the_lazy_parts() -> None:
         "import sys\n"
         "import roundhouse.cli, roundhouse.api.serve, roundhouse.manager, roundhouse.api.app\n"
         f"lazy = {NOT_IMPORTED_BY_UP!r}\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in lazy"
-        " or m.startswith('sqlalchemy.dialects.postgresql')))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in lazy))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
@@ -155,6 +156,9 @@ def test_mcp_calls_and_health_do_not_load_the_management_api_and_the_first_api_c
     assert gateway.request("POST", "/api/servers", json=dormant).status_code == 201
     listed = gateway.request("GET", "/api/servers").json()
     assert [s["slug"] for s in listed] == ["dormant", "raw"]
+    # The SQLite registry did all that on the stdlib: no SQLAlchemy even for the API.
+    registry_parts = ("sqlalchemy", "aiosqlite", "alembic")
+    assert not [m for m in imported(gateway.log) if m.split(".")[0] in registry_parts]
 
 
 def test_a_foreign_origin_is_refused_before_the_management_api_is_loaded(

@@ -1,140 +1,125 @@
-"""Opening a registry database: URLs, the SQLite file and its pragmas, the migrations.
+"""SQLAlchemy's side of opening a registry: the Postgres engine, and the alembic migrations.
 
-Kept apart from :mod:`roundhouse.store.store` so the Store reads as the registry's API, and this
-module as the one place that knows how each backend must be set up to be safe.
+The migrations serve both backends: at every open of a Postgres registry (``upgrade``, inside the
+store's first transaction), and for SQLite only when :mod:`roundhouse.store.sqlite_schema` finds
+a registry that is not at head (``migrate_sqlite``, the one time a SQLite gateway imports
+SQLAlchemy). Kept apart from the stores so they read as the registry's API, and this module as
+the one place that knows how SQLAlchemy must be set up to be safe.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
     Connection,
     MetaData,
+    NullPool,
     PrimaryKeyConstraint,
     String,
     Table,
+    create_engine,
     event,
     inspect,
     text,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from roundhouse.errors import InvalidInput
+from roundhouse.store.sqlite_schema import SQLITE_PRAGMAS
+from roundhouse.store.store import HEAD_REVISION, MigrationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
-    "WRITE_OPTION",
     "describe",
     "make_engine",
+    "migrate_sqlite",
     "normalize_url",
-    "prepare_sqlite_file",
     "run_migrations",
     "upgrade",
 ]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-SQLITE_BUSY_TIMEOUT_MS = 5000
 #: Key of the Postgres advisory lock that lets one replica at a time run the migrations.
 PG_MIGRATION_LOCK = 0x526F756E64
-#: Execution option of the Store's write engine: its SQLite transactions start IMMEDIATE.
-WRITE_OPTION = "roundhouse_write"
 
 
 def make_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
-    """An async engine for a normalized URL, with the SQLite pragmas installed.
+    """An async engine for a normalized Postgres URL.
 
     Statement parameters are hidden from SQLAlchemy's messages and logs: specs carry secrets.
+    The async layer (it imports the ORM, ~7 MiB) is loaded here: a SQLite registry being
+    migrated has no use for it.
     """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     connect_args: dict[str, Any] = {}
     if schema is not None:
-        if url.get_backend_name() != "postgresql":
-            raise InvalidInput("a schema applies to Postgres only", field="schema")
         connect_args["server_settings"] = {"search_path": schema}
-    engine = create_async_engine(
-        url,
-        hide_parameters=True,
-        pool_pre_ping=url.get_backend_name() == "postgresql",
-        connect_args=connect_args,
+    return create_async_engine(
+        url, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args
     )
-    if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", sqlite_on_connect)
-        event.listen(engine.sync_engine, "begin", sqlite_on_begin)
-    return engine
 
 
 def normalize_url(url: str) -> URL:
-    """Fill in the async driver; only SQLite and Postgres are registries."""
+    """Fill in the async driver of a Postgres URL (SQLite ones go to the stdlib store)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise InvalidInput("the database URL cannot be parsed", field="database_url") from None
     backend, _, driver = parsed.drivername.partition("+")
-    if backend == "sqlite" and driver in ("", "aiosqlite"):
-        return parsed.set(drivername="sqlite+aiosqlite")
     if backend in ("postgresql", "postgres") and driver in ("", "asyncpg"):
         return parsed.set(drivername="postgresql+asyncpg")
     raise InvalidInput(
-        f"unsupported database URL scheme {parsed.drivername!r}: "
-        "use sqlite:///PATH or postgresql://USER@HOST/DB",
+        f"unsupported database URL scheme {parsed.drivername!r} for a SQLAlchemy registry: "
+        "use postgresql://USER@HOST/DB",
         field="database_url",
     )
 
 
 def describe(url: URL) -> str:
     """The database named without user or password, for messages and logs."""
-    if url.get_backend_name() == "sqlite":
-        return f"sqlite:///{url.database or ''}"
     port = f":{url.port}" if url.port else ""
     return f"postgresql://{url.host or ''}{port}/{url.database or ''}"
 
 
-def prepare_sqlite_file(database: str | None) -> None:
-    """Create the registry file 0600 (it holds secrets) in a 0700 directory if it is new.
+def migrate_sqlite(database: str) -> None:
+    """Bring an existing SQLite registry to head with alembic, in one ``BEGIN IMMEDIATE``.
 
-    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode. An existing parent
-    directory is left alone (it may be a shared one); an existing file is tightened.
+    A plain (not async) engine on the stdlib driver, with the stdlib store's pragmas; it is
+    disposed before returning, and the stdlib store carries on with its own connection.
     """
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database)
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
-        path.parent.chmod(0o700)  # mkdir's mode is filtered by the umask
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-    path.chmod(0o600)
+    engine = create_engine(
+        URL.create("sqlite", database=database), hide_parameters=True, poolclass=NullPool
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    try:
+        with engine.begin() as connection:
+            upgrade(connection)
+    except DBAPIError as exc:
+        raise MigrationError(str(exc), orig=exc.orig) from exc
+    finally:
+        engine.dispose()
 
 
-def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not open transactions by itself; _sqlite_on_begin does it.
     dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        # FULL: in WAL mode NORMAL may lose the last commits on power loss, and a write that
-        # got a success answer must survive.
-        cursor.execute("PRAGMA synchronous = FULL")
-    finally:
-        cursor.close()
+    for pragma in SQLITE_PRAGMAS:
+        dbapi_connection.execute(pragma)
 
 
-def sqlite_on_begin(conn: Connection) -> None:
-    # A write transaction takes the write lock at BEGIN, so it waits (busy_timeout) instead of
-    # failing with SQLITE_BUSY when a reader would have to upgrade its lock.
-    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A migration writes: it takes the write lock at BEGIN (waiting out busy_timeout), never
+    # by upgrading a read lock halfway.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-
-#: The newest migration's revision. A registry already there is opened without importing alembic
-#: at all (it costs ~10 MiB of memory and ~0.3 s); ``tests/unit/test_store.py`` checks that this
-#: matches the migration scripts' head.
-HEAD_REVISION = "0001"
 
 #: Alembic's own bookkeeping table, as ``alembic stamp`` creates it.
 _alembic_version = Table(
@@ -143,10 +128,6 @@ _alembic_version = Table(
     Column("version_num", String(32), nullable=False),
     PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )
-
-
-class MigrationError(Exception):
-    """The registry's schema cannot be brought to this version (e.g. it is newer)."""
 
 
 def upgrade(connection: Connection) -> None:
