@@ -26,12 +26,13 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from roundhouse.bindery.backend.checkpoint import WAL_SIZE_LIMIT, Checkpointer
 from roundhouse.bindery.backend.errors import BinderyError, Conflict, Unavailable
 from roundhouse.bindery.backend.migrations import MIGRATIONS, PG_MIGRATION_LOCK, VERSION_TABLE
 from roundhouse.bindery.backend.pool import Pool, PoolLimits
@@ -48,8 +49,13 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous = NORMAL",
     "PRAGMA cache_size = -65536",
     "PRAGMA mmap_size = 268435456",
+    # Checkpoints run on a thread of their own (see checkpoint.py), never inside a commit.
+    "PRAGMA wal_autocheckpoint = 0",
+    f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}",
 )
 PG_CONNECT_TIMEOUT_S = 5.0
+#: How long the checkpointer waits for writes to be held back before it gives up on a pass.
+HOLD_WRITES_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +193,7 @@ class Database:
         self._slow_s = self.limits.slow_query_ms / 1000
         self._executor: ThreadPoolExecutor | None = None
         self._writers: asyncio.Lock | None = None
+        self._checkpointer: Checkpointer | None = None
         #: SQLite statements run on the event loop's thread (see ``_run_sqlite``).
         self._on_loop = self.dialect_name == "sqlite"
         connector: Any
@@ -208,6 +215,10 @@ class Database:
         except ConnectionError as exc:
             await self.close()
             raise Unavailable("the database cannot be opened") from exc
+        if self.dialect_name == "sqlite":
+            self._loop = asyncio.get_running_loop()
+            self._checkpointer = Checkpointer(self._where, _open_sqlite, self._hold_writes)
+            self._checkpointer.start()
         await self.migrate()
 
     async def migrate(self, *, up_to: int | None = None) -> None:
@@ -343,11 +354,38 @@ class Database:
             return Unavailable("the database did not answer")
         return exc
 
+    @contextlib.contextmanager
+    def _hold_writes(self) -> Iterator[None]:
+        """On another thread: hold the loop's writer lock, so no write starts until left."""
+        assert self._writers is not None
+        writers = self._writers
+        loop = self._loop
+        held = asyncio.run_coroutine_threadsafe(writers.acquire(), loop)
+        try:
+            held.result(HOLD_WRITES_TIMEOUT_S)
+        except BaseException:
+            held.cancel()
+            # Acquired after all (the cancel came too late): let go on the loop.
+            held.add_done_callback(
+                lambda f: (
+                    f.cancelled() or f.exception() or loop.call_soon_threadsafe(writers.release)
+                )
+            )
+            raise
+        try:
+            yield
+        finally:
+            loop.call_soon_threadsafe(writers.release)
+
     async def ping(self) -> None:
         await self.run(_ping(), write=False)
 
     async def close(self) -> None:
         await self.pool.close()
+        if self._checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._checkpointer.close
+            )
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
