@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 
 from roundhouse.bindery.backend.checkpoint import WAL_SIZE_LIMIT, Checkpointer
 from roundhouse.bindery.backend.errors import BinderyError, Conflict, Unavailable
+from roundhouse.bindery.backend.group import GroupCommit, Item, Outcome, run_in_transaction
 from roundhouse.bindery.backend.migrations import MIGRATIONS, PG_MIGRATION_LOCK, VERSION_TABLE
 from roundhouse.bindery.backend.pool import Pool, PoolLimits
 
@@ -194,6 +195,7 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self._writers: asyncio.Lock | None = None
         self._checkpointer: Checkpointer | None = None
+        self._group: GroupCommit | None = None
         #: SQLite statements run on the event loop's thread (see ``_run_sqlite``).
         self._on_loop = self.dialect_name == "sqlite"
         connector: Any
@@ -203,6 +205,7 @@ class Database:
             )
             connector = _SqliteConnector(self._where, self._executor)
             self._writers = asyncio.Lock()
+            self._group = GroupCommit(self._write_group)
         else:
             connector = _PostgresConnector(self._where)
         self.pool: Pool[Any] = Pool(connector, self.limits)
@@ -227,12 +230,62 @@ class Database:
 
     async def run(self, op: Op[T], *, write: bool) -> T:
         """Run ``op`` on a pooled connection; a write is committed when this returns."""
-        if write and self._writers is not None:
-            # One SQLite writer at a time in this process: racing BEGIN IMMEDIATEs would wait
-            # in SQLite's busy handler, which sleeps in steps of up to 100 ms.
-            async with self._writers:
-                return await self._run(op, write=True)
+        if write and self._group is not None:
+            # SQLite: writes that arrive together share a transaction (group.py).
+            result: T = await self._group.submit(op)
+            return result
         return await self._run(op, write=write)
+
+    async def _write_group(self, group: list[Item]) -> None:
+        assert self._writers is not None
+        # One SQLite writer at a time in this process: racing BEGIN IMMEDIATEs would wait in
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms. The lock is also how
+        # the checkpointer holds writes back.
+        async with self._writers, self.pool.lease() as lease:
+            try:
+                outcomes = run_in_transaction(lease.connection, group, self._drive_op)
+            except BinderyError:
+                raise
+            except sqlite3.IntegrityError:
+                raise Conflict("the change conflicts with a concurrent one") from None
+            except sqlite3.OperationalError as exc:
+                log.warning("sqlite: %s", exc)
+                lease.broken = "locked" not in str(exc)
+                raise Unavailable("the database is busy; try again") from None
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            self.pool.record_queries(outcome.count, outcome.slow)
+            if future.done():
+                continue
+            if outcome.error is None:
+                future.set_result(outcome.value)
+            elif isinstance(outcome.error, sqlite3.IntegrityError):
+                future.set_exception(Conflict("the change conflicts with a concurrent one"))
+            elif isinstance(outcome.error, sqlite3.Error):
+                log.warning("sqlite: %s", outcome.error)
+                future.set_exception(Unavailable("the database is busy; try again"))
+            else:
+                future.set_exception(outcome.error)
+
+    def _drive_op(self, connection: sqlite3.Connection, op: Op[Any]) -> Outcome:
+        """One write's statements inside a group's transaction; its error kept, not raised."""
+        outcome = Outcome()
+        sql = self.dialect.sql
+        value: Any = None
+        try:
+            while True:
+                stmt = op.send(value)
+                if stmt.only is not None and stmt.only != "sqlite":
+                    value = None
+                    continue
+                started = time.perf_counter()
+                value = _sqlite_one(connection, stmt, sql(stmt.sql))
+                outcome.count += 1
+                outcome.slow += time.perf_counter() - started > self._slow_s
+        except StopIteration as stop:
+            outcome.value = stop.value
+        except Exception as exc:
+            outcome.error = exc
+        return outcome
 
     async def _run(self, op: Op[T], *, write: bool) -> T:
         async with self.pool.lease() as lease:
@@ -381,6 +434,8 @@ class Database:
         await self.run(_ping(), write=False)
 
     async def close(self) -> None:
+        if self._group is not None:
+            await self._group.close()
         await self.pool.close()
         if self._checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(
