@@ -121,3 +121,19 @@ async def test_concurrent_creates_over_http_each_get_their_own_task(tmp_path: Pa
             assert stored == task
         stats = await bindery.call("get_stats", {})
         assert stats["total"] == 200
+
+
+async def test_a_caller_cancelled_while_its_group_waits_for_the_writer_lock_is_left_out(
+    database: Database,
+) -> None:
+    assert database._writers is not None
+    async with database._writers:  # as the checkpointer holds writes back
+        kept = asyncio.ensure_future(database.run(insert("kept"), write=True))
+        dropped = asyncio.ensure_future(database.run(insert("dropped"), write=True))
+        await asyncio.sleep(0.01)  # the group is formed and waits for the lock
+        dropped.cancel()
+        await asyncio.sleep(0)
+    assert await kept == 1
+    with pytest.raises(asyncio.CancelledError):
+        await dropped
+    assert titles(database) == ["kept"]

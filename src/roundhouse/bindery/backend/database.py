@@ -195,6 +195,7 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self._writers: asyncio.Lock | None = None
         self._checkpointer: Checkpointer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop (SQLite)
         self._group: GroupCommit | None = None
         #: SQLite statements run on the event loop's thread (see ``_run_sqlite``).
         self._on_loop = self.dialect_name == "sqlite"
@@ -242,6 +243,10 @@ class Database:
         # SQLite's busy handler, which sleeps in steps of up to 100 ms. The lock is also how
         # the checkpointer holds writes back.
         async with self._writers, self.pool.lease() as lease:
+            # Callers cancelled while the group waited for the lock or a connection drop out.
+            group = [item for item in group if not item[1].done()]
+            if not group:
+                return
             try:
                 outcomes = run_in_transaction(lease.connection, group, self._drive_op)
             except BinderyError:
@@ -410,7 +415,7 @@ class Database:
     @contextlib.contextmanager
     def _hold_writes(self) -> Iterator[None]:
         """On another thread: hold the loop's writer lock, so no write starts until left."""
-        assert self._writers is not None
+        assert self._writers is not None and self._loop is not None
         writers = self._writers
         loop = self._loop
         held = asyncio.run_coroutine_threadsafe(writers.acquire(), loop)
