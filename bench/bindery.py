@@ -8,7 +8,8 @@ HTTP into the gateway, stdio to Bindery's MCP face, pooled HTTP to its backend, 
 ``--tasks`` tasks, then for each operation and concurrency a 1 s warm-up and a measured wrk run
 (``bindery.lua``). Reads go through the face's response cache by default; the run is then repeated
 with ``BINDERY_CACHE_TTL=0`` (the server's env patched over the API, Bindery restarted) so the
-figures show the database path too. CPU of the gateway and of Bindery's processes is sampled.
+figures show the database path too. CPU of the gateway and of Bindery's processes is sampled,
+and split per request by process (wrk, gateway, face, backend).
 
 The original design quoted 100-200 req/s and 50-200 ms per database operation; the target is ten
 times that throughput with p99 under 20 ms at concurrency 16. Writes ``OUT/bindery.json`` and
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -99,6 +101,25 @@ class Gateway:
             return [self.process.pid]
         return [self.process.pid, *(child.pid for child in children)]
 
+    def roles(self) -> dict[str, list[psutil.Process]]:
+        """The chain's processes by role, to split its CPU: gateway, face, backend, others."""
+        roles: dict[str, list[psutil.Process]] = {}
+        for pid in self.pids():
+            try:
+                process = psutil.Process(pid)
+                command = " ".join(process.cmdline())
+            except psutil.Error:
+                continue
+            role = "others"
+            if pid == self.process.pid:
+                role = "gateway"
+            elif "bindery.backend" in command or "bindery serve" in command:
+                role = "backend"
+            elif "bindery.face" in command or "bindery mcp" in command:
+                role = "face"
+            roles.setdefault(role, []).append(process)
+        return roles
+
     def stop(self) -> None:
         self.api.close()
         if self.process.poll() is None:
@@ -166,7 +187,10 @@ def run_wrk(
     )
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout=5s"]
     command += ["--latency", "-s", str(SCRIPT), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
         raise SystemExit(f"wrk printed no BENCH line:\n{out.stdout}\n{out.stderr}")
@@ -181,6 +205,7 @@ def run_wrk(
         "max_ms": round(raw["max_us"] / 1000, 1),
         "requests": raw["requests"],
         "errors": errors,
+        "wrk_cpu_s": round(wrk_cpu, 3),
         "raw": raw,
     }
 
@@ -198,23 +223,49 @@ def measure(
     for operation in OPERATIONS:
         for concurrency in concurrencies:
             run_wrk(url, session, operation, concurrency, 1.0, tasks)  # warm-up
+            roles = gateway.roles()
+            cpu_before = _cpu_by_role(roles)
             with Sampler(gateway.pids()) as sampler:
                 result = run_wrk(url, session, operation, concurrency, seconds, tasks)
+            cpu_after = _cpu_by_role(roles)
+            cpu_after["wrk"] = result.pop("wrk_cpu_s")
+            cpu_before["wrk"] = 0.0
+            requests = max(1, result["requests"])
+            # CPU microseconds per request, by process: on a shared 2-core host the tail is
+            # mostly queueing for a core, so the chain's total CPU per call sets it.
+            us = {
+                role: round((cpu_after[role] - cpu_before.get(role, 0.0)) / requests * 1e6)
+                for role in cpu_after
+            }
             result.update(
                 operation=operation,
                 concurrency=concurrency,
                 cache=cache,
                 cpu_percent=sampler.cpu_percent,
+                cpu_us_per_request=us,
                 rss_mb=round(sampler.peak_rss / 2**20, 1),
             )
             rows.append(result)
             print(
                 f"{cache:9} {operation:6} c{concurrency:<3} {result['rps']:>8,.0f} req/s "
                 f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
-                f"errors {result['errors']}",
+                f"errors {result['errors']}  CPU µs/req "
+                + " ".join(f"{role} {value}" for role, value in us.items()),
                 flush=True,
             )
     return rows
+
+
+def _cpu_by_role(roles: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    seconds: dict[str, float] = {}
+    for role, processes in roles.items():
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            seconds[role] = seconds.get(role, 0.0) + times.user + times.system
+    return seconds
 
 
 def disable_cache(gateway: Gateway) -> None:
@@ -237,8 +288,9 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Targets: ≥ {TARGET_RPS:,.0f} req/s and p99 < {TARGET_P99_MS:g} ms at concurrency 16.",
         "",
         "| cache | operation | concurrency | req/s | p50 ms | p99 ms | max ms | errors | "
-        "CPU % (gateway + Bindery) | RSS MB | target met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "CPU % (gateway + Bindery) | CPU µs/req: wrk · gateway · face · backend | RSS MB | "
+        "target met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["runs"]:
         met = ""
@@ -248,9 +300,14 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['cache']} | {row['operation']} | {row['concurrency']} | {row['rps']:,.0f} | "
             f"{row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} | {row['errors']} | "
-            f"{row['cpu_percent']} | {row['rss_mb']} | {met} |"
+            f"{row['cpu_percent']} | {_split(row.get('cpu_us_per_request', {}))} | "
+            f"{row['rss_mb']} | {met} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _split(us: dict[str, int]) -> str:
+    return " · ".join(str(us.get(role, "-")) for role in ("wrk", "gateway", "face", "backend"))
 
 
 def main() -> None:

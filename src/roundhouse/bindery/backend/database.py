@@ -26,13 +26,15 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from roundhouse.bindery.backend.checkpoint import WAL_SIZE_LIMIT, Checkpointer
 from roundhouse.bindery.backend.errors import BinderyError, Conflict, Unavailable
+from roundhouse.bindery.backend.group import GroupCommit, Item, Outcome, run_in_transaction
 from roundhouse.bindery.backend.migrations import MIGRATIONS, PG_MIGRATION_LOCK, VERSION_TABLE
 from roundhouse.bindery.backend.pool import Pool, PoolLimits
 
@@ -48,8 +50,13 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous = NORMAL",
     "PRAGMA cache_size = -65536",
     "PRAGMA mmap_size = 268435456",
+    # Checkpoints run on a thread of their own (see checkpoint.py), never inside a commit.
+    "PRAGMA wal_autocheckpoint = 0",
+    f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}",
 )
 PG_CONNECT_TIMEOUT_S = 5.0
+#: How long the checkpointer waits for writes to be held back before it gives up on a pass.
+HOLD_WRITES_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +194,9 @@ class Database:
         self._slow_s = self.limits.slow_query_ms / 1000
         self._executor: ThreadPoolExecutor | None = None
         self._writers: asyncio.Lock | None = None
+        self._checkpointer: Checkpointer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop (SQLite)
+        self._group: GroupCommit | None = None
         #: SQLite statements run on the event loop's thread (see ``_run_sqlite``).
         self._on_loop = self.dialect_name == "sqlite"
         connector: Any
@@ -196,6 +206,7 @@ class Database:
             )
             connector = _SqliteConnector(self._where, self._executor)
             self._writers = asyncio.Lock()
+            self._group = GroupCommit(self._write_group)
         else:
             connector = _PostgresConnector(self._where)
         self.pool: Pool[Any] = Pool(connector, self.limits)
@@ -208,6 +219,10 @@ class Database:
         except ConnectionError as exc:
             await self.close()
             raise Unavailable("the database cannot be opened") from exc
+        if self.dialect_name == "sqlite":
+            self._loop = asyncio.get_running_loop()
+            self._checkpointer = Checkpointer(self._where, _open_sqlite, self._hold_writes)
+            self._checkpointer.start()
         await self.migrate()
 
     async def migrate(self, *, up_to: int | None = None) -> None:
@@ -216,12 +231,66 @@ class Database:
 
     async def run(self, op: Op[T], *, write: bool) -> T:
         """Run ``op`` on a pooled connection; a write is committed when this returns."""
-        if write and self._writers is not None:
-            # One SQLite writer at a time in this process: racing BEGIN IMMEDIATEs would wait
-            # in SQLite's busy handler, which sleeps in steps of up to 100 ms.
-            async with self._writers:
-                return await self._run(op, write=True)
+        if write and self._group is not None:
+            # SQLite: writes that arrive together share a transaction (group.py).
+            result: T = await self._group.submit(op)
+            return result
         return await self._run(op, write=write)
+
+    async def _write_group(self, group: list[Item]) -> None:
+        assert self._writers is not None
+        # One SQLite writer at a time in this process: racing BEGIN IMMEDIATEs would wait in
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms. The lock is also how
+        # the checkpointer holds writes back.
+        async with self._writers, self.pool.lease() as lease:
+            # Callers cancelled while the group waited for the lock or a connection drop out.
+            group = [item for item in group if not item[1].done()]
+            if not group:
+                return
+            try:
+                outcomes = run_in_transaction(lease.connection, group, self._drive_op)
+            except BinderyError:
+                raise
+            except sqlite3.IntegrityError:
+                raise Conflict("the change conflicts with a concurrent one") from None
+            except sqlite3.OperationalError as exc:
+                log.warning("sqlite: %s", exc)
+                lease.broken = "locked" not in str(exc)
+                raise Unavailable("the database is busy; try again") from None
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            self.pool.record_queries(outcome.count, outcome.slow)
+            if future.done():
+                continue
+            if outcome.error is None:
+                future.set_result(outcome.value)
+            elif isinstance(outcome.error, sqlite3.IntegrityError):
+                future.set_exception(Conflict("the change conflicts with a concurrent one"))
+            elif isinstance(outcome.error, sqlite3.Error):
+                log.warning("sqlite: %s", outcome.error)
+                future.set_exception(Unavailable("the database is busy; try again"))
+            else:
+                future.set_exception(outcome.error)
+
+    def _drive_op(self, connection: sqlite3.Connection, op: Op[Any]) -> Outcome:
+        """One write's statements inside a group's transaction; its error kept, not raised."""
+        outcome = Outcome()
+        sql = self.dialect.sql
+        value: Any = None
+        try:
+            while True:
+                stmt = op.send(value)
+                if stmt.only is not None and stmt.only != "sqlite":
+                    value = None
+                    continue
+                started = time.perf_counter()
+                value = _sqlite_one(connection, stmt, sql(stmt.sql))
+                outcome.count += 1
+                outcome.slow += time.perf_counter() - started > self._slow_s
+        except StopIteration as stop:
+            outcome.value = stop.value
+        except Exception as exc:
+            outcome.error = exc
+        return outcome
 
     async def _run(self, op: Op[T], *, write: bool) -> T:
         async with self.pool.lease() as lease:
@@ -343,11 +412,40 @@ class Database:
             return Unavailable("the database did not answer")
         return exc
 
+    @contextlib.contextmanager
+    def _hold_writes(self) -> Iterator[None]:
+        """On another thread: hold the loop's writer lock, so no write starts until left."""
+        assert self._writers is not None and self._loop is not None
+        writers = self._writers
+        loop = self._loop
+        held = asyncio.run_coroutine_threadsafe(writers.acquire(), loop)
+        try:
+            held.result(HOLD_WRITES_TIMEOUT_S)
+        except BaseException:
+            held.cancel()
+            # Acquired after all (the cancel came too late): let go on the loop.
+            held.add_done_callback(
+                lambda f: (
+                    f.cancelled() or f.exception() or loop.call_soon_threadsafe(writers.release)
+                )
+            )
+            raise
+        try:
+            yield
+        finally:
+            loop.call_soon_threadsafe(writers.release)
+
     async def ping(self) -> None:
         await self.run(_ping(), write=False)
 
     async def close(self) -> None:
+        if self._group is not None:
+            await self._group.close()
         await self.pool.close()
+        if self._checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._checkpointer.close
+            )
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 

@@ -102,12 +102,17 @@ class Pool(Generic[C]):
         if self._closed:
             raise Unavailable("the service is shutting down")
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(self.limits.acquire_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            self.failed_acquisitions += 1
-            raise Unavailable("no database connection became free in time") from None
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self.limits.acquire_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                self.failed_acquisitions += 1
+                raise Unavailable("no database connection became free in time") from None
+        else:
+            # A free slot is taken at once: no timer to arm and cancel (most leases, as
+            # SQLite operations run whole on the loop and give their connection back at once).
+            await self._slots.acquire()
         try:
             slot = await self._checkout()
         except BaseException:

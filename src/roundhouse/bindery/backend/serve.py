@@ -24,6 +24,7 @@ from roundhouse.bindery.backend.database import Database
 from roundhouse.bindery.backend.http import BinderyApp
 from roundhouse.bindery.backend.pool import PoolLimits
 from roundhouse.bindery.backend.service import Bindery
+from roundhouse.bindery.backend.wire import CoalescingProtocol
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "listen", "running", "serve"]
 
@@ -49,8 +50,9 @@ def listen(host: str, port: int) -> socket.socket:
 def _config(app: BinderyApp) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        http="httptools",
+        http=CoalescingProtocol,
         lifespan="off",
+        proxy_headers=False,  # a local backend: no proxy in front whose headers to trust
         access_log=False,
         log_level="warning",
         server_header=False,
