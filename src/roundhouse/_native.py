@@ -31,9 +31,15 @@ from typing import Final
 
 __all__ = ["MODULES", "build", "clean", "guard", "twins"]
 
-#: Modules on the path of every MCP call; each is mypy --strict clean and imports nothing that
-#: mypyc cannot follow. (Protocol classes checked at run time, such as
-#: ``upstream.base.Connection``, stay interpreted: mypyc compiles them as plain classes.)
+#: Modules on the path of every MCP call. Compiled code checks every annotated type at run
+#: time, so a module may be listed only if its annotations hold for whatever arrives: these
+#: take untrusted JSON as ``Any`` and check it themselves. Left interpreted: ``catalog.py``
+#: (it types an upstream's lists as what they should be and sorts out what they are: compiled,
+#: a dict where a list belongs raised TypeError), protocol classes checked at run time
+#: (``upstream.base.Connection``: mypyc compiles them as plain classes), ``api.app`` (uvicorn
+#: tells an ASGI 3 app by ``asyncio.iscoroutinefunction``, which a compiled function fails),
+#: ``control/`` (async generators). Each of the others gained little: the gateway's
+#: instructions per call moved by < 1 %.
 MODULES: Final = (
     "roundhouse.gateway.frontends.http",
     "roundhouse.gateway.frontends.wire",
@@ -67,14 +73,15 @@ def _exists(name: str, folder: Path) -> bool:
     return os.path.exists(os.path.join(folder, name))
 
 
-def _walk_sources(folder: str) -> Iterator[os.DirEntry[str]]:
-    # os.scandir, not Path.rglob: this runs at every start, and rglob is ~10x slower.
+def _walk(folder: str) -> Iterator[os.DirEntry[str]]:
+    """Every file of the package: sources and compiled modules (os.scandir, not
+    Path.rglob: this runs at every start, and rglob is several times slower)."""
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 if entry.name != "__pycache__":
-                    yield from _walk_sources(entry.path)
-            elif entry.name.endswith(".py"):
+                    yield from _walk(entry.path)
+            else:
                 yield entry
 
 
@@ -83,24 +90,23 @@ def _shared_libraries() -> list[Path]:
     return [p for p in SOURCE_ROOT.glob("*__mypyc.*") if p.name.endswith(_SUFFIXES)]
 
 
-def _stale() -> list[str]:
-    """The compiled modules older than a source of the package, any source: mypyc takes the
-    values of other modules' ``Final`` constants and the shapes of their classes into the
-    code it writes, so an edit anywhere may leave a compiled module wrong."""
-    oldest = min((twin.stat().st_mtime, module) for module in MODULES for twin in twins(module))
-    newest = max(path.stat().st_mtime for path in PACKAGE_ROOT.rglob("*.py"))
-    if newest <= oldest[0]:
-        return []
-    return [
-        module for module in MODULES if any(twin.stat().st_mtime < newest for twin in twins(module))
-    ]
+def _stale() -> bool:
+    """Is a compiled module of the package older than a source of it, any source? mypyc takes
+    the values of other modules' ``Final`` constants and the shapes of their classes into the
+    code it writes, so an edit anywhere may leave a compiled module wrong. Modules compiled by
+    an earlier build and no longer listed count too: they would still load."""
+    newest_source = 0.0
+    oldest_compiled = float("inf")
+    for entry in _walk(str(PACKAGE_ROOT)):
+        if entry.name.endswith(".py"):
+            newest_source = max(newest_source, entry.stat().st_mtime)
+        elif entry.name.endswith(_SUFFIXES):
+            oldest_compiled = min(oldest_compiled, entry.stat().st_mtime)
+    return oldest_compiled < newest_source
 
 
 class _SourceFirst:
-    """Finds the listed modules' sources, whatever compiled file lies beside them."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self._names = frozenset(names)
+    """Finds the package's modules in their sources, whatever compiled file lies beside."""
 
     def find_spec(
         self,
@@ -108,21 +114,23 @@ class _SourceFirst:
         path: Sequence[str] | None = None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self._names:
+        if not fullname.startswith("roundhouse."):
             return None
+        source = _source(fullname)
+        if not source.is_file():
+            return None  # a package: its __init__ is never compiled
         import importlib.util
 
-        return importlib.util.spec_from_file_location(fullname, _source(fullname))
+        return importlib.util.spec_from_file_location(fullname, source)
 
 
 def guard() -> None:
     """Use no compiled module when any is older than a source (see the module's doc)."""
-    if not any(twins(module) for module in MODULES):
-        return  # not compiled (a fresh clone, or ``clean``)
-    stale = _stale()
-    if not stale:
+    if not _shared_libraries():
+        return  # not compiled (a fresh clone, or ``clean``): one glob
+    if not _stale():
         return
-    sys.meta_path.insert(0, _SourceFirst(MODULES))
+    sys.meta_path.insert(0, _SourceFirst())
     sys.stderr.write(
         "roundhouse: the compiled modules are older than the sources; running the data plane "
         "as plain Python. `make install` compiles it again.\n"
@@ -131,14 +139,16 @@ def guard() -> None:
 
 def sources() -> list[Path]:
     """Every source a build depends on (for make)."""
-    return sorted(Path(entry.path) for entry in _walk_sources(str(PACKAGE_ROOT)))
+    return sorted(Path(e.path) for e in _walk(str(PACKAGE_ROOT)) if e.name.endswith(".py"))
 
 
 def clean() -> None:
-    """Remove every compiled twin and the shared library."""
-    for module in MODULES:
-        for twin in twins(module):
-            twin.unlink()
+    """Remove every compiled module of the package (also of modules no longer listed: they
+    would load, and miss their shared library) and the shared library."""
+    for folder, _, names in os.walk(PACKAGE_ROOT):
+        for name in names:
+            if name.endswith(_SUFFIXES):
+                os.unlink(os.path.join(folder, name))
     for library in _shared_libraries():
         library.unlink()
 

@@ -110,6 +110,7 @@ async def serve(settings: Settings, servers: list[ServerSpec]) -> None:
         app = create_app(manager, port=port)
         config = uvicorn.Config(
             app,
+            interface="asgi3",
             log_level=settings.log_level.lower(),
             access_log=False,
             lifespan="off",

@@ -253,6 +253,7 @@ async def _start_http(manager: AsyncManager) -> tuple[uvicorn.Server, Any]:
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(manager, port=port),
+        interface="asgi3",
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,

@@ -31,6 +31,8 @@ __all__ = ["InstanceContext", "InstanceWorker"]
 log = logging.getLogger(__name__)
 
 S = InstanceState
+#: The states in which an instance with a connection takes calls.
+_TAKES_CALLS = frozenset({S.RUNNING, S.DEGRADED})
 
 
 class _Want(Enum):
@@ -104,7 +106,13 @@ class InstanceWorker:
 
     @property
     def ready(self) -> bool:
-        return self.connection is not None and self.record.state in (S.RUNNING, S.DEGRADED)
+        # Asked for every instance of a server on every call: no property chain.
+        launch = self.launch
+        return (
+            launch is not None
+            and launch.connection is not None
+            and self.record.state in _TAKES_CALLS
+        )
 
     def want_running(self, spec: ServerSpec | None = None, *, restart: bool = False) -> None:
         if spec is not None and spec != self.spec:

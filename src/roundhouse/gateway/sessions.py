@@ -73,36 +73,65 @@ class ClientSession:
         self.outbox.put_nowait(message)
 
 
-@dataclass(eq=False, slots=True)
 class Call:
-    """One client request in flight through the gateway."""
+    """One client request in flight through the gateway.
 
-    session: ClientSession
-    client_id: Any
-    method: str
-    slug: str | None = None
-    instance: str | None = None
-    progress_token: Any = None
-    #: Messages about this call (progress, logs, server-to-client requests) for its stream;
-    #: ``related`` is resolved when the first one arrives, so the frontend can switch to SSE.
-    outbox: list[Message] = field(default_factory=list)
-    related: asyncio.Future[None] | None = None
-    task: asyncio.Task[Any] | None = None
-    #: Set while a 2026-07-28 client's call waits on a legacy upstream: a server-to-client
-    #: request then becomes part of an ``input_required`` answer (``gateway/mrtr.py``).
-    input_needed: asyncio.Future[None] | None = None
-    input_requests: dict[str, tuple[Any, Any, Message]] = field(default_factory=dict)
-    #: The id this call carries upstream: unique in the gateway, unlike the client's own.
-    upstream_id: str = field(default_factory=lambda: f"rh-{next(_CALL_IDS)}")
+    A plain class, not a dataclass: one is made for every request, and compiled (mypyc) a
+    dataclass keeps the ``__init__`` the dataclasses module writes, in Python.
+    """
 
-    #: Called once, at the first message about the call (the HTTP frontend starts its SSE
-    #: stream from it).
-    on_first_related: Callable[[], None] | None = None
-    #: The client asked to cancel (``notifications/cancelled``), as opposed to going away.
-    cancelled_by_client: bool = False
-    #: Where related messages go straight out instead of the outbox (the stdio frontend: it
-    #: has no stream per call).
-    sink: Callable[[Message], None] | None = None
+    __slots__ = (
+        "cancelled_by_client",
+        "client_id",
+        "input_needed",
+        "input_requests",
+        "instance",
+        "method",
+        "on_first_related",
+        "outbox",
+        "progress_token",
+        "related",
+        "session",
+        "sink",
+        "slug",
+        "task",
+        "upstream_id",
+    )
+
+    def __init__(
+        self,
+        session: ClientSession,
+        client_id: Any,
+        method: str,
+        *,
+        sink: Callable[[Message], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.client_id = client_id
+        self.method = method
+        self.slug: str | None = None
+        self.instance: str | None = None
+        self.progress_token: Any = None
+        #: Messages about this call (progress, logs, server-to-client requests) for its
+        #: stream; ``related`` is resolved when the first one arrives, so the frontend can
+        #: switch to SSE.
+        self.outbox: list[Message] = []
+        self.related: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        #: Set while a 2026-07-28 client's call waits on a legacy upstream: a server-to-client
+        #: request then becomes part of an ``input_required`` answer (``gateway/mrtr.py``).
+        self.input_needed: asyncio.Future[None] | None = None
+        self.input_requests: dict[str, tuple[Any, Any, Message]] = {}
+        #: The id this call carries upstream: unique in the gateway, unlike the client's own.
+        self.upstream_id = f"rh-{next(_CALL_IDS)}"
+        #: Called once, at the first message about the call (the HTTP frontend starts its SSE
+        #: stream from it).
+        self.on_first_related: Callable[[], None] | None = None
+        #: The client asked to cancel (``notifications/cancelled``), as opposed to going away.
+        self.cancelled_by_client = False
+        #: Where related messages go straight out instead of the outbox (the stdio frontend:
+        #: it has no stream per call).
+        self.sink = sink
 
     def deliver(self, message: Message) -> None:
         sink = self.sink

@@ -136,6 +136,7 @@ class StdioConnection:
         self._task: asyncio.Task[None] | None = None
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The line parser's state between chunks (_feed).
         self._partial = bytearray()  # the start of a line whose end has not arrived
         self._skipping = False  # inside an oversize line: drop bytes up to the next newline
@@ -263,7 +264,11 @@ class StdioConnection:
             raise UpstreamClosed(f"{self._closed_reason} (cannot send {method})")
         request_id = next(self._ids)
         message["id"] = request_id
-        loop = asyncio.get_running_loop()
+        # One loop for the connection's life (its pipes belong to it); asked once, since
+        # get_running_loop() on 3.11 asks the kernel for the pid every time.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
         # One deadline over the write (a full pipe blocks drain) and the wait for the answer.
         deadline = loop.time() + timeout

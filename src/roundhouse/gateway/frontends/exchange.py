@@ -40,9 +40,9 @@ class DisconnectWatch:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, exchange: Exchange) -> None:
+    def add(self, exchange: Exchange, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch ``exchange``, a call running on ``loop`` (the running loop)."""
         self._young.add(exchange)
-        loop = asyncio.get_running_loop()
         if self._timer is None or self._loop is not loop:
             # (A timer left on another loop, e.g. an app served again by a new loop, is dead.)
             self._loop = loop
