@@ -85,6 +85,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+#: See _settle_heap.
+YOUNG_GC_THRESHOLD = 10_000
+
+
 def _settle_heap() -> None:
     """Start-up is over when the first MCP request arrives: move everything alive now (modules,
     the app, the registry: ~130,000 objects) out of the cyclic collector's sight.
@@ -94,8 +98,16 @@ def _settle_heap() -> None:
     at 64 connections). Frozen objects are never scanned, so a full collection walks only what
     requests made. No ``gc.collect()`` first: over that heap it would add its own pause to the
     first call, for the little start-up garbage it would free.
+
+    The young generation's threshold is raised from 700 to 10,000 allocations: a call makes
+    ~35 tracked objects and leaves no cycle (freed by reference counting), so at 700 the
+    collector ran every ~20 calls, each time scanning and promoting the calls in flight, which
+    fed the older generations' full collections (up to 13 ms at 64 connections). Cyclic garbage
+    from elsewhere (an exception's traceback) waits a little longer, nothing more.
     """
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
 
 
 def is_mcp_path(path: str) -> bool:
