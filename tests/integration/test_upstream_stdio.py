@@ -35,12 +35,13 @@ def reader(request: pytest.FixtureRequest) -> str:
 
 @contextlib.asynccontextmanager
 async def serve(
-    script: str, *args: str, **conn_kwargs: Any
+    script: str, *args: str, settle: float = 0.0, **conn_kwargs: Any
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, StdioConnection]]:
     """A fixture server as a real process in its own group, killed (whole group) afterwards.
 
     Its stdout is read as the test's ``reader`` parameter says: pulled from a plain
-    StreamReader, or pushed from the pipe's callback as the process runtime does.
+    StreamReader, or pushed from the pipe's callback as the process runtime does. With
+    ``settle``, the connection starts reading that many seconds after the spawn.
     """
     argv = [sys.executable, str(SERVERS / script), *args]
     if READER["kind"] == "push":
@@ -56,6 +57,7 @@ async def serve(
         )
     assert proc.stdout is not None and proc.stdin is not None
     try:
+        await asyncio.sleep(settle)
         async with StdioConnection(proc.stdout, proc.stdin, name=script, **conn_kwargs) as conn:
             yield proc, conn
     finally:
@@ -370,28 +372,12 @@ async def test_cancelling_a_caller_tells_the_server_and_leaves_nothing_pending()
     assert b'"requestId":1' in writer.lines[-1]
 
 
-async def test_output_written_before_the_connection_reads_reaches_it_whole(reader: str) -> None:
+async def test_output_written_before_the_connection_reads_reaches_it_whole() -> None:
     """Bytes the pipe delivered before the connection started reading are parsed first, even
     3 MiB of them (past the point where a StreamReader pauses the pipe)."""
-    argv = [sys.executable, str(SERVERS / "misbehaving_server.py"), "--stdout-banner", str(3 * MiB)]
-    if reader == "push":
-        proc = await open_process(argv, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
-    else:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    assert proc.stdout is not None and proc.stdin is not None
-    try:
-        await asyncio.sleep(1.0)  # the banner is written and waits in the reader (or the pipe)
-        async with StdioConnection(proc.stdout, proc.stdin, name="banner") as conn:
-            shaken = await handshake(conn, timeout=10)
-            assert await call(conn, shaken, "echo", text="after the banner") == "after the banner"
-            assert conn.stats.garbage_lines == 3
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+    banner = ("--stdout-banner", str(3 * MiB))
+    # A second for the banner to be written and wait in the reader (or the pipe).
+    async with serve("misbehaving_server.py", *banner, settle=1.0) as (_, conn):
+        shaken = await handshake(conn, timeout=10)
+        assert await call(conn, shaken, "echo", text="after the banner") == "after the banner"
+        assert conn.stats.garbage_lines == 3
