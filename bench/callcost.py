@@ -3,7 +3,8 @@
     .venv/bin/python bench/callcost.py [--target ceiling|gateway|both] [--calls N]
                                        [--route servers|aggregate] [--era legacy|modern]
                                        [--payload BYTES] [--concurrency C]
-                                       [--profile | --gc] [--keep DIR] [--top K] [--src DIR]
+                                       [--profile | --gc | --cache-sim] [--keep DIR]
+                                       [--top K] [--src DIR]
 
 Wall-clock rates on a shared 2-CPU machine move with the neighbours' load; the work a process
 does per request does not. Each target (``ceiling.py``, ``roundhouse up``) is started in front
@@ -23,6 +24,10 @@ warm-up. Three views, each over the measured calls only:
   for the window, and the report is Python function calls per call and the functions that cost
   the most (tottime per call, calls per call; a coroutine counts once per resumption). Counts
   are exact; times are inflated by the profiler and indicative only.
+- ``--cache-sim``: callgrind with its cache simulation on; also reports simulated L1
+  instruction, L1 data and last-level misses per call (the same windows, idle subtracted).
+  Where the ratio of CPU time between two targets exceeds their ratio of instructions, this
+  says whether the difference is cache misses. About twice as slow.
 - ``--gc``: the same hook without cProfile: every garbage collection of the window, by
   generation (per 1,000 calls, longest and total pause), and the objects the collector tracks.
   Run it at ``--concurrency 64``: calls in flight are what push the collector into full
@@ -59,7 +64,8 @@ HOOK_DIR: Final = Path(__file__).resolve().parent / "profhook"
 #: Under valgrind a Python process runs ~50x slower: start-up and the first calls take minutes.
 VALGRIND_START_TIMEOUT_S: Final = 900.0
 VALGRIND_REQUEST_TIMEOUT_S: Final = 300.0
-_TOTALS = re.compile(rb"^totals:\s+(\d+)", re.MULTILINE)
+_TOTALS = re.compile(rb"^totals:\s+([\d ]+)$", re.MULTILINE)
+_EVENTS = re.compile(rb"^events:\s+(.+)$", re.MULTILINE)
 
 
 class Client:
@@ -185,6 +191,8 @@ def measure(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any
         targets.REQUEST_TIMEOUT_S = VALGRIND_REQUEST_TIMEOUT_S
         wrapper = ["valgrind", "-q", "--tool=callgrind", "--instr-atstart=no"]
         wrapper += [f"--callgrind-out-file={out}"]
+        if args.cache_sim:
+            wrapper.append("--cache-sim=yes")
     began = time.monotonic()
     try:
         target, route = start(name, args.route, args.era, scratch, wrapper, hooked)
@@ -230,12 +238,24 @@ def measure(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any
         args.keep.mkdir(parents=True, exist_ok=True)
         for path in (calls, idle):
             shutil.copy(path, args.keep / path.name)
-    busy, quiet = _instructions(calls), _instructions(idle)
-    return {
-        "instructions_per_call": (busy - quiet) / args.calls,
-        "idle_instructions_per_s": quiet / window,
+    busy, quiet = _totals(calls), _totals(idle)
+    result: dict[str, Any] = {
+        "instructions_per_call": (busy.get("Ir", 0) - quiet.get("Ir", 0)) / args.calls,
+        "idle_instructions_per_s": quiet.get("Ir", 0) / window,
         "window_s": window,
     }
+    if args.cache_sim:
+        # valgrind's simulated caches (its model of this CPU's L1 and last level): misses per
+        # call, reads and writes together.
+        def per_call(*events: str) -> float:
+            return sum(busy.get(e, 0) - quiet.get(e, 0) for e in events) / args.calls
+
+        result["misses_per_call"] = {
+            "I1": round(per_call("I1mr"), 1),
+            "D1": round(per_call("D1mr", "D1mw"), 1),
+            "LL": round(per_call("ILmr", "DLmr", "DLmw"), 1),
+        }
+    return result
 
 
 def _callgrind(pid: int, *options: str) -> None:
@@ -253,9 +273,14 @@ def _wait_file(path: Path, timeout: float = 30.0) -> None:
     raise TimeoutError(f"no profile written to {path}")
 
 
-def _instructions(dump: Path) -> int:
-    match = _TOTALS.search(dump.read_bytes())
-    return int(match.group(1)) if match else 0
+def _totals(dump: Path) -> dict[str, int]:
+    """The dump's totals by event name (Ir; with --cache-sim also I1mr, D1mr, DLmw, ...)."""
+    raw = dump.read_bytes()
+    events, totals = _EVENTS.search(raw), _TOTALS.search(raw)
+    if events is None or totals is None:
+        return {}
+    names = events.group(1).decode().split()
+    return dict(zip(names, map(int, totals.group(1).split()), strict=False))
 
 
 def _profile_report(out: Path, calls: int, top: int) -> dict[str, Any]:
@@ -312,6 +337,11 @@ def main() -> int:
     parser.add_argument("--gc", action="store_true", help="garbage collections and their pauses")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also simulated cache misses per call (callgrind --cache-sim=yes; slower)",
+    )
+    parser.add_argument(
         "--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)"
     )
     parser.add_argument(
@@ -350,6 +380,8 @@ def main() -> int:
                 f" over {result['window_s']:.0f} s)"
             )
         print(f"{name:8} {key} {result[key]:,.0f}{idle}")
+        if "misses_per_call" in result:
+            print(f"{'':8} cache misses per call (simulated): {result['misses_per_call']}")
         for row in result.get("top", []):
             print(
                 f"    {row['tottime_us']:8.2f} us {row['calls']:6.2f} calls "
