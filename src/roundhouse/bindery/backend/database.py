@@ -34,7 +34,13 @@ from typing import Any, Literal, TypeVar
 
 from roundhouse.bindery.backend.checkpoint import WAL_SIZE_LIMIT, Checkpointer
 from roundhouse.bindery.backend.errors import BinderyError, Conflict, Unavailable
-from roundhouse.bindery.backend.group import GroupCommit, Item, Outcome, run_in_transaction
+from roundhouse.bindery.backend.group import (
+    GroupCommit,
+    Item,
+    Outcome,
+    rolled_back_on_error,
+    run_in_transaction,
+)
 from roundhouse.bindery.backend.migrations import MIGRATIONS, PG_MIGRATION_LOCK, VERSION_TABLE
 from roundhouse.bindery.backend.pool import Pool, PoolLimits
 
@@ -274,6 +280,15 @@ class Database:
     def _drive_op(self, connection: sqlite3.Connection, op: Op[Any]) -> Outcome:
         """One write's statements inside a group's transaction; its error kept, not raised."""
         outcome = Outcome()
+        try:
+            self._statements(connection, op, outcome)
+        except Exception as exc:
+            outcome.error = exc
+        return outcome
+
+    def _statements(self, connection: sqlite3.Connection, op: Op[Any], outcome: Outcome) -> None:
+        """Run ``op``'s statements in turn, each answer sent back in; its result, the count and
+        the slow ones go to ``outcome`` (the counts also when a statement raises)."""
         sql = self.dialect.sql
         value: Any = None
         try:
@@ -288,9 +303,6 @@ class Database:
                 outcome.slow += time.perf_counter() - started > self._slow_s
         except StopIteration as stop:
             outcome.value = stop.value
-        except Exception as exc:
-            outcome.error = exc
-        return outcome
 
     async def _run(self, op: Op[T], *, write: bool) -> T:
         async with self.pool.lease() as lease:
@@ -335,32 +347,15 @@ class Database:
     def _drive_sqlite(
         self, connection: sqlite3.Connection, op: Op[T], write: bool
     ) -> tuple[T, int, int]:
-        count = slow = 0
-        sql = self.dialect.sql
+        outcome = Outcome()
         if write:
             connection.execute("BEGIN IMMEDIATE")
-        try:
-            value: Any = None
-            try:
-                while True:
-                    stmt = op.send(value)
-                    if stmt.only is not None and stmt.only != "sqlite":
-                        value = None
-                        continue
-                    started = time.perf_counter()
-                    value = _sqlite_one(connection, stmt, sql(stmt.sql))
-                    count += 1
-                    slow += time.perf_counter() - started > self._slow_s
-            except StopIteration as stop:
-                result: T = stop.value
+        with rolled_back_on_error(connection):
+            self._statements(connection, op, outcome)
             if write:
                 connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            raise
-        return result, count, slow
+        result: T = outcome.value
+        return result, outcome.count, outcome.slow
 
     async def _run_postgres(self, connection: Any, op: Op[T], write: bool) -> tuple[T, int, int]:
         count = slow = 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -116,7 +116,7 @@ def run_in_transaction(
     outcomes: list[Outcome] = []
     alone = len(group) == 1
     connection.execute("BEGIN IMMEDIATE")
-    try:
+    with rolled_back_on_error(connection):
         for op, _ in group:
             if alone:
                 outcome = drive(connection, op)
@@ -133,12 +133,19 @@ def run_in_transaction(
             connection.execute("RELEASE one_write")
             outcomes.append(outcome)
         connection.execute("COMMIT")
+    return outcomes
+
+
+@contextlib.contextmanager
+def rolled_back_on_error(connection: sqlite3.Connection) -> Iterator[None]:
+    """Whatever leaves the block by raising leaves no transaction open behind it."""
+    try:
+        yield
     except BaseException:
         if connection.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
         raise
-    return outcomes
 
 
 def _fails_the_group(error: BaseException) -> bool:
