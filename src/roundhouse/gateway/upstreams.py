@@ -7,7 +7,7 @@ healthy one is ready, and a legacy session sticks to the instance it first used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from roundhouse.errors import UpstreamError
@@ -40,6 +40,12 @@ class Instance(Protocol):
 
 
 class InstanceTable(Protocol):
+    @property
+    def ready_table(self) -> Mapping[str, Sequence[Instance]]:
+        """slug -> its ready instances, for servers that have one; what ``ready`` answers
+        from, kept up to date by the table's owner (read on every call)."""
+        ...
+
     def ready(self, slug: str) -> Sequence[Instance]: ...
     def ready_slugs(self) -> list[str]: ...
     def known(self, slug: str) -> bool: ...

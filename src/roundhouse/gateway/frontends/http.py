@@ -20,12 +20,14 @@ import re
 from typing import Any
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from roundhouse.gateway.frontends.exchange import DisconnectWatch, Exchange
+from roundhouse.gateway.frontends.headers import RequestHeaders, read_headers
 from roundhouse.gateway.frontends.wire import (
+    JSON_HEADERS,
     SSE_HEADERS,
-    accepted,
     decode_header,
     error,
     event,
@@ -69,12 +71,6 @@ MODERN_ERROR_STATUS = {
 }
 #: A quiet GET stream sends a comment this often, so proxies keep it open.
 KEEPALIVE_SECONDS = 15.0
-#: Headers a 2026-07-28 request routes by: two copies of one are a mismatch (first-copy and
-#: last-copy readers would disagree), as in the SDK's ``find_duplicated_routing_header``.
-_ROUTING_HEADERS = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
-#: Where ``__call__`` notes a repeated routing header in the folded header dict (no real header
-#: name starts with a colon).
-_DUPLICATE = b":duplicate"
 #: Distinct Origin/Host values whose verdict is remembered (a client sends the same ones on
 #: every request); past this the cache starts over, so hostile variety cannot grow it.
 _VERDICTS_KEPT = 256
@@ -133,50 +129,131 @@ class _Reject(Exception):
         self.headers = headers
 
 
+class _Answer:
+    """What a request is answered with at once, without a call: an initialize, a probe, a
+    notification (202), a 2026-07-28 request refused with its id."""
+
+    __slots__ = ("headers", "payload", "status")
+
+    def __init__(
+        self, status: int, payload: Message | None, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.status = status
+        self.payload = payload
+        self.headers = headers
+
+
+#: 202 with no body: a notification or a client's response, taken.
+_ACCEPTED = _Answer(202, None)
+
+
+def _accepts_both(accept: bytes) -> bool:
+    """Whether an Accept header takes JSON and SSE, with the wildcards RFC 9110 allows, as
+    the SDK's check_accept_headers reads them."""
+    # find(), not ``in``: on bytes, ``in`` first tries its operand as an integer and raises
+    # and clears a TypeError each time.
+    find = accept.find
+    return find(b"*/*") >= 0 or (
+        (find(b"application/json") >= 0 or find(b"application/*") >= 0)
+        and (find(b"text/event-stream") >= 0 or find(b"text/*") >= 0)
+    )
+
+
+def _parse(body: bytes) -> Message:
+    """A POST body as one JSON-RPC message, or the reason it is not one."""
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _Reject(400, PARSE_ERROR, "Parse error: the body is not valid JSON") from None
+    if isinstance(message, list):
+        raise _Reject(400, INVALID_REQUEST, "batch requests are not supported")
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise _Reject(400, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+    if "method" in message:
+        if not isinstance(message["method"], str):
+            raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
+        # A request id is a key of the session's calls and is echoed back as it came: an
+        # object or array would not hash, and orjson reads an integer beyond 64 bits as a
+        # float it could not echo exactly. bool is an int to Python, not to JSON-RPC.
+        if "id" in message and type(message["id"]) not in (str, int):
+            raise _Reject(
+                400, INVALID_REQUEST, "Invalid Request: id must be a string or a 64-bit integer"
+            )
+    elif "result" not in message and "error" not in message:
+        raise _Reject(400, INVALID_REQUEST, "Invalid Request: neither a request nor a response")
+    return message
+
+
 class McpHttpApp:
-    def __init__(self, gateway: Gateway, policy: OriginPolicy, *, max_body_bytes: int) -> None:
+    """The MCP endpoints; any other path (or a non-HTTP scope) goes to ``fallback``, if given,
+    else is a 404."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        policy: OriginPolicy,
+        *,
+        max_body_bytes: int,
+        fallback: ASGIApp | None = None,
+    ) -> None:
         self.gateway = gateway
+        self.fallback = fallback
         self.policy = policy
         self.max_body_bytes = max_body_bytes
         self._watch = DisconnectWatch()
         #: (Origin, Host) -> why refused, "" when allowed (see _judge).
         self._verdicts: dict[tuple[bytes | None, bytes | None], str] = {}
+        #: The last pair judged and its verdict (compared before the dict is searched).
+        self._last_origin: bytes | None = None
+        self._last_host: bytes | None = None
+        self._last_verdict = self._judge((None, None))
+        #: Accept header -> whether it takes both JSON and SSE (a client sends the same one on
+        #: every request; bounded as _verdicts is).
+        self._accepts: dict[bytes, bool] = {}
+        self._cap_digits = len(str(max_body_bytes))
         #: Request path -> the endpoint it names (see _endpoint).
         self._endpoints: dict[str, Endpoint] = {}
         self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._started:
-            self._started = True
-            _settle_heap()
+        if scope["type"] != "http":
+            if self.fallback is not None:
+                await self.fallback(scope, receive, send)
+            return
         path: str = scope["path"]
         endpoint = self._endpoints.get(path)
         if endpoint is None:
             endpoint = self._endpoint(path)
             if endpoint is None:
-                await reply(send, 404, error(None, INVALID_REQUEST, "no such MCP endpoint"))
+                if self.fallback is not None and not is_mcp_path(path):
+                    await self.fallback(scope, receive, send)
+                else:
+                    await reply(send, 404, error(None, INVALID_REQUEST, "no such MCP endpoint"))
                 return
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in headers:
-                # Two copies of a header we judge by: both must pass (the first is checked
-                # here, before the second replaces it; the last one after the loop).
-                if name in (b"origin", b"host") and not self._origin_ok(name, headers[name]):
-                    await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
-                    return
-                if name in _ROUTING_HEADERS:
-                    headers[_DUPLICATE] = name
-            # A field value's surrounding whitespace is not part of it (RFC 9110 5.5); h11
-            # strips it, httptools does not.
-            headers[name] = value.strip(b" \t")
-        pair = (headers.get(b"origin"), headers.get(b"host"))
-        verdict = self._verdicts.get(pair)
-        if verdict is None:
-            verdict = self._judge(pair)
+        if not self._started:
+            self._started = True
+            _settle_heap()
+        headers = read_headers(scope["headers"])
+        if headers.earlier is not None and not self._earlier_allowed(headers.earlier):
+            await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
+            return
+        origin, host = headers.origin, headers.host
+        if origin == self._last_origin and host == self._last_host:
+            verdict = self._last_verdict  # the same client as last time: the usual case
+        else:
+            pair = (origin, host)
+            found = self._verdicts.get(pair)
+            verdict = self._judge(pair) if found is None else found
+            self._last_origin, self._last_host, self._last_verdict = origin, host, verdict
         if verdict:
             await reply(send, 403, error(None, INVALID_REQUEST, verdict))
             return
-        if endpoint.slug is not None and not self.gateway.instances.known(endpoint.slug):
+        slug = endpoint.slug
+        if (
+            slug is not None
+            and slug not in self.gateway.instances.ready_table
+            and not self.gateway.instances.known(slug)
+        ):
             await reply(
                 send, 404, error(None, INVALID_REQUEST, f"no server named {endpoint.slug!r}")
             )
@@ -184,7 +261,26 @@ class McpHttpApp:
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(endpoint, headers, receive, send, scope["headers"])
+                # The common case in one coroutine: the checks are plain functions, and only
+                # the body, the call and the answer are awaited (each coroutine between the
+                # server and the upstream costs on every request and on every resumption).
+                self._check_post(headers)
+                event = await receive()
+                body = event.get("body", b"")
+                if event.get("more_body", False) or event["type"] != "http.request":
+                    body = await self._read_rest(event, receive)
+                elif len(body) > self.max_body_bytes:
+                    raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
+                message = _parse(body)
+                version = headers.protocol_version
+                if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
+                    routed = self._modern(endpoint, headers, message, scope["headers"])
+                else:
+                    routed = self._legacy(endpoint, headers, message)
+                if isinstance(routed, _Answer):
+                    await reply(send, routed.status, routed.payload, routed.headers)
+                else:
+                    await self._serve(routed, message, message["method"], receive, send)
             elif method == "GET":
                 await self._get(endpoint, headers, receive, send)
             elif method == "DELETE":
@@ -203,6 +299,10 @@ class McpHttpApp:
                 error(None, rejection.code, rejection.message, rejection.data),
                 rejection.headers,
             )
+
+    def _earlier_allowed(self, earlier: list[tuple[bytes, bytes]]) -> bool:
+        """Whether every copy of Origin and Host but the last (judged with the rest) passes."""
+        return all(self._origin_ok(name, value) for name, value in earlier)
 
     def _endpoint(self, path: str) -> Endpoint | None:
         """The endpoint a path names, None for none; remembered (a client sends the same path
@@ -242,71 +342,38 @@ class McpHttpApp:
 
     # --- POST ---------------------------------------------------------------------------------
 
-    async def _post(
-        self,
-        endpoint: Endpoint,
-        headers: dict[bytes, bytes],
-        receive: Receive,
-        send: Send,
-        scope_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        accept = headers.get(b"accept", b"")
-        # find(), not ``in``: on bytes, ``in`` first tries its operand as an integer and raises
-        # and clears a TypeError each time (~1,800 instructions per test).
-        find = accept.find
-        if not (
-            find(b"*/*") >= 0
-            # The wildcards RFC 9110 allows, as the SDK's check_accept_headers reads them.
-            or (
-                (find(b"application/json") >= 0 or find(b"application/*") >= 0)
-                and (find(b"text/event-stream") >= 0 or find(b"text/*") >= 0)
-            )
-        ):
+    def _check_post(self, headers: RequestHeaders) -> None:
+        """The headers a POST must carry; a body announced over the cap is refused unread."""
+        accept = headers.accept or b""
+        verdict = self._accepts.get(accept)
+        if verdict is None:
+            verdict = _accepts_both(accept)
+            if len(self._accepts) >= _VERDICTS_KEPT:
+                self._accepts.clear()
+            self._accepts[accept] = verdict
+        if not verdict:
             raise _Reject(
                 406, INVALID_REQUEST, "Accept must list application/json and text/event-stream"
             )
-        content_type = headers.get(b"content-type", b"")
+        content_type = headers.content_type or b""
         if not content_type.startswith(b"application/json"):
             raise _Reject(415, INVALID_REQUEST, "Content-Type must be application/json")
-        body = await self._read_body(headers, receive)
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _Reject(400, PARSE_ERROR, "Parse error: the body is not valid JSON") from None
-        if isinstance(message, list):
-            raise _Reject(400, INVALID_REQUEST, "batch requests are not supported")
-        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-            raise _Reject(400, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
-        if "method" in message:
-            if not isinstance(message["method"], str):
-                raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
-            # A request id is a key of the session's calls and is echoed back as it came: an
-            # object or array would not hash, and orjson reads an integer beyond 64 bits as a
-            # float it could not echo exactly. bool is an int to Python, not to JSON-RPC.
-            if "id" in message and type(message["id"]) not in (str, int):
-                raise _Reject(
-                    400, INVALID_REQUEST, "Invalid Request: id must be a string or a 64-bit integer"
-                )
-        elif "result" not in message and "error" not in message:
-            raise _Reject(400, INVALID_REQUEST, "Invalid Request: neither a request nor a response")
-        version = headers.get(b"mcp-protocol-version")
-        if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
-            await self._modern(endpoint, headers, message, receive, send, scope_headers)
-            return
-        await self._legacy(endpoint, headers, message, receive, send)
-
-    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        length = headers.get(b"content-length")
-        if length is not None:
+        length = headers.content_length
+        # Fewer digits than the cap has is under it, and the HTTP parser (httptools, h11)
+        # has already refused a Content-Length that is not a number: only a long one is read.
+        if length is not None and len(length) >= self._cap_digits:
             try:
                 if int(length) > self.max_body_bytes:
                     raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
             except ValueError:
                 raise _Reject(400, INVALID_REQUEST, "invalid Content-Length") from None
+
+    async def _read_rest(self, event: AsgiMessage, receive: Receive) -> bytes:
+        """A body that came in more than one piece (or not at all: the client left), within
+        the cap."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await receive()
             if event["type"] == "http.disconnect":
                 raise _Reject(400, INVALID_REQUEST, "client went away")
             chunk = event.get("body", b"")
@@ -315,18 +382,14 @@ class McpHttpApp:
                 raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
             chunks.append(chunk)
             if not event.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return b"".join(chunks)
+            event = await receive()
 
-    async def _legacy(
-        self,
-        endpoint: Endpoint,
-        headers: dict[bytes, bytes],
-        message: Message,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        session_id = headers.get(b"mcp-session-id")
+    def _legacy(
+        self, endpoint: Endpoint, headers: RequestHeaders, message: Message
+    ) -> ClientSession | _Answer:
+        """The session a legacy request is served in, or the answer it gets at once."""
+        session_id = headers.session_id
         method = message.get("method")
         if method == "initialize" and "id" in message:
             if session_id is not None:
@@ -335,38 +398,31 @@ class McpHttpApp:
                 session, result = self.gateway.open_session(endpoint, message.get("params"))
             except Exception as exc:
                 code = getattr(exc, "code", INVALID_PARAMS)
-                await reply(send, 200, error(message.get("id"), code, str(exc)))
-                return
-            await reply(
-                send,
+                return _Answer(200, error(message.get("id"), code, str(exc)))
+            return _Answer(
                 200,
                 {"jsonrpc": "2.0", "id": message["id"], "result": result},
                 [(b"mcp-session-id", session.id.encode())],
             )
-            return
         if session_id is None:
             if method == "server/discover" and "id" in message:
                 # A probe without the 2026 headers: answer it, it costs nothing.
                 result = self.gateway.discover(endpoint)
-                await reply(send, 200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
-                return
+                return _Answer(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
             raise _Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
         found = self.gateway.sessions.get(session_id.decode("latin-1"), endpoint)
         if found is None:
             raise _Reject(404, -32001, "Session not found")
-        session = found
         if "method" not in message:
             # A client's answer to a server-to-client request.
-            self.gateway.relay.client_response(session, message)
-            await accepted(send)
-            return
+            self.gateway.relay.client_response(found, message)
+            return _ACCEPTED
         if not isinstance(method, str):
             raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
         if "id" not in message:
-            self._notification(session, method, message)
-            await accepted(send)
-            return
-        await self._serve(session, message, method, receive, send)
+            self._notification(found, method, message)
+            return _ACCEPTED
+        return found
 
     def _notification(self, session: ClientSession, method: str, message: Message) -> None:
         params = message.get("params")
@@ -377,39 +433,35 @@ class McpHttpApp:
             if type(request_id) in (str, int):  # anything else names no call (nor hashes)
                 self.gateway.cancel(session, request_id)
 
-    async def _modern(
+    def _modern(
         self,
         endpoint: Endpoint,
-        headers: dict[bytes, bytes],
+        headers: RequestHeaders,
         message: Message,
-        receive: Receive,
-        send: Send,
         raw_headers: list[tuple[bytes, bytes]],
-    ) -> None:
+    ) -> ClientSession | _Answer:
+        """The (per-request) session a 2026-07-28 request is served in, or its answer now."""
         method = message.get("method")
         if "id" not in message or not isinstance(method, str):
             # No client-to-server notifications or responses exist on this wire.
             if "method" in message:
-                await accepted(send)
-                return
+                return _ACCEPTED
             raise _Reject(400, INVALID_REQUEST, "2026-07-28 clients send no responses")
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
-        request_id = message.get("id")
         rejection = self._ladder(endpoint, headers, raw_headers, method, params, meta)
         if rejection is not None:
             code, text, data = rejection
-            await self._modern_error(send, request_id, code, text, data)
-            return
+            return _Answer(
+                MODERN_ERROR_STATUS.get(code, 200), error(message.get("id"), code, text, data)
+            )
         assert isinstance(meta, dict)
-        version = meta[PROTOCOL_VERSION_META_KEY]
-        session = self.gateway.sessions.modern(endpoint, version, meta)
-        await self._serve(session, message, method, receive, send)
+        return self.gateway.sessions.modern(endpoint, meta[PROTOCOL_VERSION_META_KEY], meta)
 
     def _ladder(
         self,
         endpoint: Endpoint,
-        headers: dict[bytes, bytes],
+        headers: RequestHeaders,
         raw_headers: list[tuple[bytes, bytes]],
         method: str,
         params: Any,
@@ -428,17 +480,17 @@ class McpHttpApp:
                 None,
             )
         version = meta[PROTOCOL_VERSION_META_KEY]
-        duplicate = headers.get(_DUPLICATE)
+        duplicate = headers.duplicate
         if duplicate is not None:
             return (
                 HEADER_MISMATCH,
                 f"{duplicate.decode('latin-1')} header appears more than once",
                 None,
             )
-        if headers.get(b"mcp-protocol-version", b"").decode("latin-1") != version:
+        if (headers.protocol_version or b"").decode("latin-1") != version:
             text = "MCP-Protocol-Version header does not match the request envelope"
             return HEADER_MISMATCH, text, None
-        if headers.get(b"mcp-method", b"").decode("latin-1") != method:
+        if (headers.mcp_method or b"").decode("latin-1") != method:
             return (
                 HEADER_MISMATCH,
                 "Mcp-Method header does not match the request body's method",
@@ -447,7 +499,7 @@ class McpHttpApp:
         name_key = NAME_BEARING_METHODS.get(method)
         if name_key is not None:
             value = params.get(name_key) if isinstance(params, dict) else None
-            header = headers.get(b"mcp-name")
+            header = headers.mcp_name
             if value is not None and (header is None or decode_header(header) != value):
                 text = f"Mcp-Name header does not match the request body's {name_key!r}"
                 return HEADER_MISMATCH, text, None
@@ -461,13 +513,6 @@ class McpHttpApp:
             if problem is not None:
                 return HEADER_MISMATCH, problem, None
         return None
-
-    async def _modern_error(
-        self, send: Send, request_id: Any, code: int, message: str, data: Any = None
-    ) -> None:
-        await reply(
-            send, MODERN_ERROR_STATUS.get(code, 200), error(request_id, code, message, data)
-        )
 
     async def _serve(
         self, session: ClientSession, message: Message, method: str, receive: Receive, send: Send
@@ -504,7 +549,16 @@ class McpHttpApp:
             status = 200
             if not legacy and "error" in response:
                 status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
-            await reply(send, status, response)
+            # wire.reply, written out: one coroutine less per call.
+            body = orjson.dumps(response)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
         finally:
             watch.discard(exchange)
             exchange.close()
@@ -519,9 +573,9 @@ class McpHttpApp:
     # --- GET and DELETE -----------------------------------------------------------------------
 
     async def _get(
-        self, endpoint: Endpoint, headers: dict[bytes, bytes], receive: Receive, send: Send
+        self, endpoint: Endpoint, headers: RequestHeaders, receive: Receive, send: Send
     ) -> None:
-        version = headers.get(b"mcp-protocol-version")
+        version = headers.protocol_version
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
             raise _Reject(
                 405,
@@ -529,7 +583,7 @@ class McpHttpApp:
                 "2026-07-28 has no GET stream; use subscriptions/listen",
                 headers=[(b"allow", b"POST")],
             )
-        accept = headers.get(b"accept", b"")
+        accept = headers.accept or b""
         if not (b"text/event-stream" in accept or b"text/*" in accept or b"*/*" in accept):
             raise _Reject(406, INVALID_REQUEST, "Accept must list text/event-stream")
         session = self._session(endpoint, headers)
@@ -567,8 +621,8 @@ class McpHttpApp:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _delete(self, endpoint: Endpoint, headers: dict[bytes, bytes], send: Send) -> None:
-        version = headers.get(b"mcp-protocol-version")
+    async def _delete(self, endpoint: Endpoint, headers: RequestHeaders, send: Send) -> None:
+        version = headers.protocol_version
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
             raise _Reject(
                 405,
@@ -580,8 +634,8 @@ class McpHttpApp:
         self.gateway.sessions.close(session.id)
         await reply(send, 200, None)
 
-    def _session(self, endpoint: Endpoint, headers: dict[bytes, bytes]) -> ClientSession:
-        session_id = headers.get(b"mcp-session-id")
+    def _session(self, endpoint: Endpoint, headers: RequestHeaders) -> ClientSession:
+        session_id = headers.session_id
         if session_id is None:
             raise _Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
         session = self.gateway.sessions.get(session_id.decode("latin-1"), endpoint)
