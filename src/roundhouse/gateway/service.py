@@ -440,16 +440,14 @@ class Gateway:
             if session.era == "modern" and shake.era == "legacy":
                 # The upstream may ask for input mid-call: the bridge owns the upstream call.
                 upstream = asyncio.ensure_future(
-                    connection.send_request_raw(outgoing, timeout=instance.call_timeout)
+                    connection.send_request_raw(outgoing, instance.call_timeout)
                 )
                 answer = await self.bridge.wait(call, upstream, instance.id)
                 if "resultType" in answer:
                     return answer
                 response = answer
             else:
-                response = await connection.send_request_raw(
-                    outgoing, timeout=instance.call_timeout, headers=extra
-                )
+                response = await connection.send_request_raw(outgoing, instance.call_timeout, extra)
         finally:
             instance.outstanding -= 1
             self.relay.call_ended(call, token)

@@ -110,9 +110,11 @@ class Connection(Protocol):
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None: ...
 
     async def send_request_raw(
-        self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
+        self, message: Message, timeout: float, headers: dict[str, str] | None = None
     ) -> Message:
-        """Forward a client's request verbatim under one of our ids; the answer carries its id."""
+        """Forward a client's request verbatim under one of our ids; the answer carries its id.
+        (``timeout`` may be given by position: the gateway's hot path does, a keyword costs a
+        compiled caller a dict per call.)"""
         ...
 
     async def send(self, message: Message) -> None:

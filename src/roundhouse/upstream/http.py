@@ -128,7 +128,7 @@ class HttpConnection:
         return result_of(await self._exchange(message, method, timeout), method)
 
     async def send_request_raw(
-        self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
+        self, message: Message, timeout: float, headers: dict[str, str] | None = None
     ) -> Message:
         """Forward a request under our own id; the answer (result or error) gets its id back.
         ``headers`` go with it (the ``Mcp-Param-*`` headers a modern upstream checks)."""

@@ -288,7 +288,7 @@ class SseConnection:
         return result_of(await self._roundtrip(message, method, _OURS, timeout), method)
 
     async def send_request_raw(
-        self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
+        self, message: Message, timeout: float, headers: dict[str, str] | None = None
     ) -> Message:
         """Forward a request under our own id; the answer (result or error) gets its id back.
         (``headers`` are the 2026-07-28 era's; this transport predates them.)"""

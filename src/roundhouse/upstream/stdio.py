@@ -237,7 +237,7 @@ class StdioConnection:
         return result_of(await self._roundtrip(message, method, _OURS, timeout), method)
 
     def send_request_raw(
-        self, message: Message, *, timeout: float, headers: dict[str, str] | None = None
+        self, message: Message, timeout: float, headers: dict[str, str] | None = None
     ) -> Coroutine[Any, Any, Message]:
         """Forward a request under our own id; the answer (result or error) gets its id back.
         (``headers`` are an HTTP matter: stdio has none.) The round trip's own coroutine is
