@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from roundhouse.events import Event
 from roundhouse.manager import AsyncManager
 
 from .conftest import Recorder, eventually, fixture_path, stdio_spec, wait_state
@@ -207,3 +208,56 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except OSError:
         return None
+
+
+async def test_the_table_of_ready_instances_agrees_with_every_instance_at_every_event(
+    manager: AsyncManager,
+):
+    # The data plane reads supervisor.ready_table (and an instance's connection, handshake and
+    # timeout as plain attributes) on every call, instead of asking each instance. Checked at
+    # every event the bus carries, through start, crash, restart, scale up and down, stop and
+    # removal: the table lists exactly the instances that take calls, each with its launch's
+    # own connection and handshake.
+    supervisor = manager.supervisor
+    problems: list[str] = []
+    checked = 0
+
+    def check(event: Event) -> None:
+        nonlocal checked
+        checked += 1
+        for slug in {*supervisor.ready_table, "raw"}:
+            listed = list(supervisor.ready_table.get(slug, ()))
+            ready = [w for w in supervisor.workers(slug) if w.ready]
+            if {id(w) for w in listed} != {id(w) for w in ready}:
+                problems.append(f"{event.kind} {event.data}: table {listed} != ready {ready}")
+            for worker in listed:
+                launch = worker.launch
+                assert launch is not None
+                if worker.connection is not launch.connection:
+                    problems.append(f"{event.kind}: stale connection of {worker.id}")
+                if worker.handshake is not launch.handshake:
+                    problems.append(f"{event.kind}: stale handshake of {worker.id}")
+                if worker.call_timeout != worker.spec.timeouts.call:
+                    problems.append(f"{event.kind}: stale call timeout of {worker.id}")
+
+    manager.bus.add_listener(check)
+    await manager.create_server(stdio_spec("raw", "raw_server.py"))
+    await wait_state(manager, "raw", "running")
+    assert [w.id for w in supervisor.ready_table["raw"]] == [supervisor.workers("raw")[0].id]
+    os.kill((await manager.get_server("raw"))["instances"][0]["pid"], signal.SIGKILL)
+    await wait_state(manager, "raw", "backoff", timeout=2)
+    assert "raw" not in supervisor.ready_table
+    await wait_state(manager, "raw", "running", timeout=5)
+    await manager.scale("raw", 2)
+    await wait_state(manager, "raw", "running", ordinal=1)
+    assert len(supervisor.ready_table["raw"]) == 2
+    await manager.scale("raw", 1)
+    assert len(supervisor.ready_table["raw"]) == 1
+    await manager.stop("raw")
+    await wait_state(manager, "raw", "stopped")
+    assert "raw" not in supervisor.ready_table
+    await manager.delete_server("raw")
+    assert supervisor.ready_table == {}
+    manager.bus.remove_listener(check)
+    assert checked > 10
+    assert not problems, "\n".join(problems)

@@ -204,16 +204,10 @@ class Gateway:
     async def request(self, call: Call, message: Message) -> Message:
         """Serve one client request; always returns a response (result or error)."""
         try:
-            slug = call.session.scope.slug
-            params = message.get("params")
-            if (
-                slug is not None
-                and call.method not in _GATEWAY_METHODS
-                and (params is None or isinstance(params, dict))
-                and not call.method.startswith("tasks/")
-            ):
-                # Straight to the one server (what _dispatch would come to, a coroutine less).
-                result = await self._forward(call, slug, message, params)
+            direct = self._direct(call, message)
+            if direct is not None:
+                # Straight to the one server (what _dispatch would come to, coroutines less).
+                result = await self._forward(call, direct[0], message, direct[1])
             else:
                 result = await self._dispatch(call, message)
         # One name per clause: compiled (mypyc), a name shared by clauses of different types
@@ -232,6 +226,27 @@ class Gateway:
             log.exception("unexpected error serving %s", call.method)
             return _error(call.client_id, INTERNAL_ERROR, "internal error")
         return {"jsonrpc": "2.0", "id": call.client_id, "result": result}
+
+    def _direct(self, call: Call, message: Message) -> tuple[str, dict[str, Any] | None] | None:
+        """The server a request goes straight to and the params to send it, for the common
+        calls: any request of a one-server endpoint that the gateway does not answer itself,
+        and a ``tools/call`` of a known tool on the aggregate one. None for everything else,
+        which ``_dispatch`` serves (and refuses, with its reasons)."""
+        method = call.method
+        params = message.get("params")
+        if params is not None and not isinstance(params, dict):
+            return None
+        if method in _GATEWAY_METHODS or method.startswith("tasks/"):
+            return None
+        slug = call.session.scope.slug
+        if slug is not None:
+            return slug, params
+        if method == "tools/call" and params is not None:
+            name = params.get("name")
+            found = self.catalog.resolve_tool(name) if isinstance(name, str) else None
+            if found is not None:
+                return found[0], {**params, "name": found[1]}
+        return None
 
     async def _dispatch(self, call: Call, message: Message) -> dict[str, Any]:
         method = call.method

@@ -129,6 +129,15 @@ class _Reject(Exception):
         self.headers = headers
 
 
+async def _refuse(send: Send, rejection: _Reject) -> None:
+    await reply(
+        send,
+        rejection.status,
+        error(None, rejection.code, rejection.message, rejection.data),
+        rejection.headers,
+    )
+
+
 class _Answer:
     """What a request is answered with at once, without a call: an initialize, a probe, a
     notification (202), a 2026-07-28 request refused with its id."""
@@ -234,9 +243,96 @@ class McpHttpApp:
             self._started = True
             _settle_heap()
         headers = read_headers(scope["headers"])
-        if headers.earlier is not None and not self._earlier_allowed(headers.earlier):
-            await reply(send, 403, error(None, INVALID_REQUEST, "origin not allowed"))
+        refusal = self._refusal(endpoint, headers)
+        if refusal is not None:
+            status, text = refusal
+            await reply(send, status, error(None, INVALID_REQUEST, text))
             return
+        if scope["method"] != "POST":
+            await self._not_post(scope["method"], endpoint, headers, receive, send)
+            return
+        # A POST, the common case, in this one coroutine: its checks are plain functions, and
+        # only the body, the call and the answer are awaited (each coroutine between the server
+        # and the upstream cost ~2,000 instructions a call and its share of the caches).
+        try:
+            self._check_post(headers)
+            event = await receive()
+            body = event.get("body", b"")
+            if event.get("more_body", False) or event["type"] != "http.request":
+                body = await self._read_rest(event, receive)
+            elif len(body) > self.max_body_bytes:
+                raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
+            message = _parse(body)
+            version = headers.protocol_version
+            if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
+                routed = self._modern(endpoint, headers, message, scope["headers"])
+            else:
+                routed = self._legacy(endpoint, headers, message)
+        except _Reject as rejection:
+            await _refuse(send, rejection)
+            return
+        if isinstance(routed, _Answer):
+            await reply(send, routed.status, routed.payload, routed.headers)
+            return
+        # The call: answered with JSON, or with SSE once something about it arrives
+        # (``exchange.py``).
+        session = routed
+        request_id = message["id"]
+        call = Call(session, request_id, message["method"])
+        task = asyncio.current_task()
+        call.task = task
+        exchange = Exchange(call, send, receive)
+        call.on_first_related = exchange.start_stream
+        legacy = session.era == "legacy"
+        if legacy:
+            session.calls[request_id] = call
+        watch = self._watch
+        # The task's loop, not get_running_loop() again: on 3.11 that asks the kernel for
+        # the pid every time.
+        watch.add(exchange, task.get_loop() if task is not None else asyncio.get_running_loop())
+        try:
+            try:
+                response = await self.gateway.request(call, message)
+            except asyncio.CancelledError:
+                if not (call.cancelled_by_client or exchange.client_gone) or task is None:
+                    raise
+                # Our own cancellation, for the client: this task goes on to answer.
+                task.uncancel()
+                if exchange.client_gone:
+                    return
+                response = error(request_id, INVALID_REQUEST, "request cancelled")
+            if exchange.streaming:
+                await exchange.finish_stream(response)
+                return
+            status = 200
+            if not legacy and "error" in response:
+                status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
+            # wire.reply, written out: one coroutine less per call.
+            answer = orjson.dumps(response)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*JSON_HEADERS, (b"content-length", str(len(answer)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": answer})
+        finally:
+            watch.discard(exchange)
+            exchange.close()
+            # Break the cycles call -> task -> this frame -> call and call -> exchange -> call,
+            # so a finished call is freed at once, not by the cyclic GC (whose pauses show in
+            # the tail latency at these rates).
+            call.on_first_related = None
+            call.task = None
+            if legacy:
+                session.calls.pop(request_id, None)
+
+    def _refusal(self, endpoint: Endpoint, headers: RequestHeaders) -> tuple[int, str] | None:
+        """Why a request is refused before its method is looked at (a foreign Origin or Host,
+        a server that does not exist), as (HTTP status, message); None when it may go on."""
+        if headers.earlier is not None and not self._earlier_allowed(headers.earlier):
+            return 403, "origin not allowed"
         origin, host = headers.origin, headers.host
         if origin == self._last_origin and host == self._last_host:
             verdict = self._last_verdict  # the same client as last time: the usual case
@@ -246,42 +342,26 @@ class McpHttpApp:
             verdict = self._judge(pair) if found is None else found
             self._last_origin, self._last_host, self._last_verdict = origin, host, verdict
         if verdict:
-            await reply(send, 403, error(None, INVALID_REQUEST, verdict))
-            return
+            return 403, verdict
         slug = endpoint.slug
         if (
             slug is not None
             and slug not in self.gateway.instances.ready_table
             and not self.gateway.instances.known(slug)
         ):
-            await reply(
-                send, 404, error(None, INVALID_REQUEST, f"no server named {endpoint.slug!r}")
-            )
-            return
-        method = scope["method"]
+            return 404, f"no server named {slug!r}"
+        return None
+
+    async def _not_post(
+        self,
+        method: str,
+        endpoint: Endpoint,
+        headers: RequestHeaders,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         try:
-            if method == "POST":
-                # The common case in one coroutine: the checks are plain functions, and only
-                # the body, the call and the answer are awaited (each coroutine between the
-                # server and the upstream costs on every request and on every resumption).
-                self._check_post(headers)
-                event = await receive()
-                body = event.get("body", b"")
-                if event.get("more_body", False) or event["type"] != "http.request":
-                    body = await self._read_rest(event, receive)
-                elif len(body) > self.max_body_bytes:
-                    raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
-                message = _parse(body)
-                version = headers.protocol_version
-                if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
-                    routed = self._modern(endpoint, headers, message, scope["headers"])
-                else:
-                    routed = self._legacy(endpoint, headers, message)
-                if isinstance(routed, _Answer):
-                    await reply(send, routed.status, routed.payload, routed.headers)
-                else:
-                    await self._serve(routed, message, message["method"], receive, send)
-            elif method == "GET":
+            if method == "GET":
                 await self._get(endpoint, headers, receive, send)
             elif method == "DELETE":
                 await self._delete(endpoint, headers, send)
@@ -293,12 +373,7 @@ class McpHttpApp:
                     [(b"allow", b"GET, POST, DELETE")],
                 )
         except _Reject as rejection:
-            await reply(
-                send,
-                rejection.status,
-                error(None, rejection.code, rejection.message, rejection.data),
-                rejection.headers,
-            )
+            await _refuse(send, rejection)
 
     def _earlier_allowed(self, earlier: list[tuple[bytes, bytes]]) -> bool:
         """Whether every copy of Origin and Host but the last (judged with the rest) passes."""
@@ -513,62 +588,6 @@ class McpHttpApp:
             if problem is not None:
                 return HEADER_MISMATCH, problem, None
         return None
-
-    async def _serve(
-        self, session: ClientSession, message: Message, method: str, receive: Receive, send: Send
-    ) -> None:
-        """Run one call in this coroutine; answer with JSON, or with SSE once something about
-        it arrives (``exchange.py``)."""
-        request_id = message["id"]
-        call = Call(session, request_id, method)
-        task = asyncio.current_task()
-        call.task = task
-        exchange = Exchange(call, send, receive)
-        call.on_first_related = exchange.start_stream
-        legacy = session.era == "legacy"
-        if legacy:
-            session.calls[request_id] = call
-        watch = self._watch
-        # The task's loop, not get_running_loop() again: on 3.11 that asks the kernel for
-        # the pid every time.
-        watch.add(exchange, task.get_loop() if task is not None else asyncio.get_running_loop())
-        try:
-            try:
-                response = await self.gateway.request(call, message)
-            except asyncio.CancelledError:
-                if not (call.cancelled_by_client or exchange.client_gone) or task is None:
-                    raise
-                # Our own cancellation, for the client: this task goes on to answer.
-                task.uncancel()
-                if exchange.client_gone:
-                    return
-                response = error(request_id, INVALID_REQUEST, "request cancelled")
-            if exchange.streaming:
-                await exchange.finish_stream(response)
-                return
-            status = 200
-            if not legacy and "error" in response:
-                status = MODERN_ERROR_STATUS.get(response["error"].get("code"), 200)
-            # wire.reply, written out: one coroutine less per call.
-            body = orjson.dumps(response)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        finally:
-            watch.discard(exchange)
-            exchange.close()
-            # Break the cycles call -> task -> this frame -> call and call -> exchange -> call,
-            # so a finished call is freed at once, not by the cyclic GC (whose pauses show in
-            # the tail latency at these rates).
-            call.on_first_related = None
-            call.task = None
-            if legacy:
-                session.calls.pop(request_id, None)
 
     # --- GET and DELETE -----------------------------------------------------------------------
 
