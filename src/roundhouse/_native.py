@@ -43,6 +43,7 @@ __all__ = ["MODULES", "build", "clean", "guard", "twins"]
 MODULES: Final = (
     "roundhouse.gateway.frontends.http",
     "roundhouse.gateway.frontends.headers",
+    "roundhouse.gateway.frontends.messages",
     "roundhouse.gateway.frontends.wire",
     "roundhouse.gateway.frontends.exchange",
     "roundhouse.gateway.service",

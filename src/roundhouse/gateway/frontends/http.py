@@ -25,6 +25,15 @@ from starlette.types import Message as AsgiMessage
 
 from roundhouse.gateway.frontends.exchange import DisconnectWatch, Exchange
 from roundhouse.gateway.frontends.headers import RequestHeaders, read_headers
+from roundhouse.gateway.frontends.messages import (
+    ACCEPTED,
+    MODERN_ERROR_STATUS,
+    Answer,
+    Reject,
+    accepts_both,
+    parse_message,
+    refuse,
+)
 from roundhouse.gateway.frontends.wire import (
     JSON_HEADERS,
     SSE_HEADERS,
@@ -48,8 +57,6 @@ from roundhouse.protocol.jsonrpc import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    PARSE_ERROR,
     UNSUPPORTED_PROTOCOL_VERSION,
     Message,
 )
@@ -59,26 +66,11 @@ __all__ = ["McpHttpApp", "is_mcp_path"]
 
 _SERVER_PATH = re.compile(r"^/servers/([a-z0-9][a-z0-9-]{0,39})/mcp/?$")
 _PATHS_KEPT = 1024
-#: HTTP status for a JSON-RPC error code on the 2026-07-28 path (mcp.shared.inbound).
-MODERN_ERROR_STATUS = {
-    PARSE_ERROR: 400,
-    INVALID_REQUEST: 400,
-    INVALID_PARAMS: 400,
-    HEADER_MISMATCH: 400,
-    -32021: 400,
-    UNSUPPORTED_PROTOCOL_VERSION: 400,
-    METHOD_NOT_FOUND: 404,
-}
 #: A quiet GET stream sends a comment this often, so proxies keep it open.
 KEEPALIVE_SECONDS = 15.0
 #: Distinct Origin/Host values whose verdict is remembered (a client sends the same ones on
 #: every request); past this the cache starts over, so hostile variety cannot grow it.
 _VERDICTS_KEPT = 256
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 #: See _settle_heap.
@@ -110,87 +102,6 @@ def is_mcp_path(path: str) -> bool:
     return path in ("/mcp", "/mcp/") or (
         path.startswith("/servers/") and path.endswith(("/mcp", "/mcp/"))
     )
-
-
-class _Reject(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        data: Any = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.data = data
-        self.headers = headers
-
-
-async def _refuse(send: Send, rejection: _Reject) -> None:
-    await reply(
-        send,
-        rejection.status,
-        error(None, rejection.code, rejection.message, rejection.data),
-        rejection.headers,
-    )
-
-
-class _Answer:
-    """What a request is answered with at once, without a call: an initialize, a probe, a
-    notification (202), a 2026-07-28 request refused with its id."""
-
-    __slots__ = ("headers", "payload", "status")
-
-    def __init__(
-        self, status: int, payload: Message | None, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        self.status = status
-        self.payload = payload
-        self.headers = headers
-
-
-#: 202 with no body: a notification or a client's response, taken.
-_ACCEPTED = _Answer(202, None)
-
-
-def _accepts_both(accept: bytes) -> bool:
-    """Whether an Accept header takes JSON and SSE, with the wildcards RFC 9110 allows, as
-    the SDK's check_accept_headers reads them."""
-    # find(), not ``in``: on bytes, ``in`` first tries its operand as an integer and raises
-    # and clears a TypeError each time.
-    find = accept.find
-    return find(b"*/*") >= 0 or (
-        (find(b"application/json") >= 0 or find(b"application/*") >= 0)
-        and (find(b"text/event-stream") >= 0 or find(b"text/*") >= 0)
-    )
-
-
-def _parse(body: bytes) -> Message:
-    """A POST body as one JSON-RPC message, or the reason it is not one."""
-    try:
-        message = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise _Reject(400, PARSE_ERROR, "Parse error: the body is not valid JSON") from None
-    if isinstance(message, list):
-        raise _Reject(400, INVALID_REQUEST, "batch requests are not supported")
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-        raise _Reject(400, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
-    if "method" in message:
-        if not isinstance(message["method"], str):
-            raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
-        # A request id is a key of the session's calls and is echoed back as it came: an
-        # object or array would not hash, and orjson reads an integer beyond 64 bits as a
-        # float it could not echo exactly. bool is an int to Python, not to JSON-RPC.
-        if "id" in message and type(message["id"]) not in (str, int):
-            raise _Reject(
-                400, INVALID_REQUEST, "Invalid Request: id must be a string or a 64-bit integer"
-            )
-    elif "result" not in message and "error" not in message:
-        raise _Reject(400, INVALID_REQUEST, "Invalid Request: neither a request nor a response")
-    return message
 
 
 class McpHttpApp:
@@ -261,17 +172,17 @@ class McpHttpApp:
             if event.get("more_body", False) or event["type"] != "http.request":
                 body = await self._read_rest(event, receive)
             elif len(body) > self.max_body_bytes:
-                raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
-            message = _parse(body)
+                raise Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
+            message = parse_message(body)
             version = headers.protocol_version
             if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
                 routed = self._modern(endpoint, headers, message, scope["headers"])
             else:
                 routed = self._legacy(endpoint, headers, message)
-        except _Reject as rejection:
-            await _refuse(send, rejection)
+        except Reject as rejection:
+            await refuse(send, rejection)
             return
-        if isinstance(routed, _Answer):
+        if isinstance(routed, Answer):
             await reply(send, routed.status, routed.payload, routed.headers)
             return
         # The call: answered with JSON, or with SSE once something about it arrives
@@ -372,8 +283,8 @@ class McpHttpApp:
                     error(None, INVALID_REQUEST, "method not allowed"),
                     [(b"allow", b"GET, POST, DELETE")],
                 )
-        except _Reject as rejection:
-            await _refuse(send, rejection)
+        except Reject as rejection:
+            await refuse(send, rejection)
 
     def _earlier_allowed(self, earlier: list[tuple[bytes, bytes]]) -> bool:
         """Whether every copy of Origin and Host but the last (judged with the rest) passes."""
@@ -422,26 +333,26 @@ class McpHttpApp:
         accept = headers.accept or b""
         verdict = self._accepts.get(accept)
         if verdict is None:
-            verdict = _accepts_both(accept)
+            verdict = accepts_both(accept)
             if len(self._accepts) >= _VERDICTS_KEPT:
                 self._accepts.clear()
             self._accepts[accept] = verdict
         if not verdict:
-            raise _Reject(
+            raise Reject(
                 406, INVALID_REQUEST, "Accept must list application/json and text/event-stream"
             )
         content_type = headers.content_type or b""
         if not content_type.startswith(b"application/json"):
-            raise _Reject(415, INVALID_REQUEST, "Content-Type must be application/json")
+            raise Reject(415, INVALID_REQUEST, "Content-Type must be application/json")
         length = headers.content_length
         # Fewer digits than the cap has is under it, and the HTTP parser (httptools, h11)
         # has already refused a Content-Length that is not a number: only a long one is read.
         if length is not None and len(length) >= self._cap_digits:
             try:
                 if int(length) > self.max_body_bytes:
-                    raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
+                    raise Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
             except ValueError:
-                raise _Reject(400, INVALID_REQUEST, "invalid Content-Length") from None
+                raise Reject(400, INVALID_REQUEST, "invalid Content-Length") from None
 
     async def _read_rest(self, event: AsgiMessage, receive: Receive) -> bytes:
         """A body that came in more than one piece (or not at all: the client left), within
@@ -450,11 +361,11 @@ class McpHttpApp:
         size = 0
         while True:
             if event["type"] == "http.disconnect":
-                raise _Reject(400, INVALID_REQUEST, "client went away")
+                raise Reject(400, INVALID_REQUEST, "client went away")
             chunk = event.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise _Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
+                raise Reject(413, INVALID_REQUEST, f"body over {self.max_body_bytes} bytes")
             chunks.append(chunk)
             if not event.get("more_body", False):
                 return b"".join(chunks)
@@ -462,19 +373,19 @@ class McpHttpApp:
 
     def _legacy(
         self, endpoint: Endpoint, headers: RequestHeaders, message: Message
-    ) -> ClientSession | _Answer:
+    ) -> ClientSession | Answer:
         """The session a legacy request is served in, or the answer it gets at once."""
         session_id = headers.session_id
         method = message.get("method")
         if method == "initialize" and "id" in message:
             if session_id is not None:
-                raise _Reject(400, INVALID_REQUEST, "initialize must not carry a session id")
+                raise Reject(400, INVALID_REQUEST, "initialize must not carry a session id")
             try:
                 session, result = self.gateway.open_session(endpoint, message.get("params"))
             except Exception as exc:
                 code = getattr(exc, "code", INVALID_PARAMS)
-                return _Answer(200, error(message.get("id"), code, str(exc)))
-            return _Answer(
+                return Answer(200, error(message.get("id"), code, str(exc)))
+            return Answer(
                 200,
                 {"jsonrpc": "2.0", "id": message["id"], "result": result},
                 [(b"mcp-session-id", session.id.encode())],
@@ -483,20 +394,20 @@ class McpHttpApp:
             if method == "server/discover" and "id" in message:
                 # A probe without the 2026 headers: answer it, it costs nothing.
                 result = self.gateway.discover(endpoint)
-                return _Answer(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
-            raise _Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
+                return Answer(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
+            raise Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
         found = self.gateway.sessions.get(session_id.decode("latin-1"), endpoint)
         if found is None:
-            raise _Reject(404, -32001, "Session not found")
+            raise Reject(404, -32001, "Session not found")
         if "method" not in message:
             # A client's answer to a server-to-client request.
             self.gateway.relay.client_response(found, message)
-            return _ACCEPTED
+            return ACCEPTED
         if not isinstance(method, str):
-            raise _Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
+            raise Reject(400, INVALID_REQUEST, "Invalid Request: method must be a string")
         if "id" not in message:
             self._notification(found, method, message)
-            return _ACCEPTED
+            return ACCEPTED
         return found
 
     def _notification(self, session: ClientSession, method: str, message: Message) -> None:
@@ -514,20 +425,20 @@ class McpHttpApp:
         headers: RequestHeaders,
         message: Message,
         raw_headers: list[tuple[bytes, bytes]],
-    ) -> ClientSession | _Answer:
+    ) -> ClientSession | Answer:
         """The (per-request) session a 2026-07-28 request is served in, or its answer now."""
         method = message.get("method")
         if "id" not in message or not isinstance(method, str):
             # No client-to-server notifications or responses exist on this wire.
             if "method" in message:
-                return _ACCEPTED
-            raise _Reject(400, INVALID_REQUEST, "2026-07-28 clients send no responses")
+                return ACCEPTED
+            raise Reject(400, INVALID_REQUEST, "2026-07-28 clients send no responses")
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
         rejection = self._ladder(endpoint, headers, raw_headers, method, params, meta)
         if rejection is not None:
             code, text, data = rejection
-            return _Answer(
+            return Answer(
                 MODERN_ERROR_STATUS.get(code, 200), error(message.get("id"), code, text, data)
             )
         assert isinstance(meta, dict)
@@ -596,7 +507,7 @@ class McpHttpApp:
     ) -> None:
         version = headers.protocol_version
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
-            raise _Reject(
+            raise Reject(
                 405,
                 INVALID_REQUEST,
                 "2026-07-28 has no GET stream; use subscriptions/listen",
@@ -604,10 +515,10 @@ class McpHttpApp:
             )
         accept = headers.accept or b""
         if not (b"text/event-stream" in accept or b"text/*" in accept or b"*/*" in accept):
-            raise _Reject(406, INVALID_REQUEST, "Accept must list text/event-stream")
+            raise Reject(406, INVALID_REQUEST, "Accept must list text/event-stream")
         session = self._session(endpoint, headers)
         if session.streaming:
-            raise _Reject(409, INVALID_REQUEST, "this session already has a GET stream")
+            raise Reject(409, INVALID_REQUEST, "this session already has a GET stream")
         session.streaming = True
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         disconnect = asyncio.ensure_future(wait_disconnect(receive))
@@ -643,7 +554,7 @@ class McpHttpApp:
     async def _delete(self, endpoint: Endpoint, headers: RequestHeaders, send: Send) -> None:
         version = headers.protocol_version
         if version is not None and version.decode("latin-1") not in HANDSHAKE_VERSIONS:
-            raise _Reject(
+            raise Reject(
                 405,
                 INVALID_REQUEST,
                 "2026-07-28 has no sessions to end",
@@ -656,8 +567,8 @@ class McpHttpApp:
     def _session(self, endpoint: Endpoint, headers: RequestHeaders) -> ClientSession:
         session_id = headers.session_id
         if session_id is None:
-            raise _Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
+            raise Reject(400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id")
         session = self.gateway.sessions.get(session_id.decode("latin-1"), endpoint)
         if session is None:
-            raise _Reject(404, -32001, "Session not found")
+            raise Reject(404, -32001, "Session not found")
         return session
