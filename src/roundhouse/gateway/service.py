@@ -242,11 +242,20 @@ class Gateway:
         if slug is not None:
             return slug, params
         if method == "tools/call" and params is not None:
-            name = params.get("name")
-            found = self.catalog.resolve_tool(name) if isinstance(name, str) else None
-            if found is not None:
-                return found[0], {**params, "name": found[1]}
+            return self._named(method, params)
         return None
+
+    def _named(self, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """A ``tools/call`` or ``prompts/get`` on the aggregate endpoint: the server that has
+        the name and the params with the server's own name; None for an unknown name."""
+        name = params.get("name")
+        if not isinstance(name, str):
+            return None
+        resolve = (
+            self.catalog.resolve_tool if method == "tools/call" else self.catalog.resolve_prompt
+        )
+        found = resolve(name)
+        return None if found is None else (found[0], {**params, "name": found[1]})
 
     async def _dispatch(self, call: Call, message: Message) -> dict[str, Any]:
         method = call.method
@@ -310,13 +319,11 @@ class Gateway:
             name = params.get("name")
             if not isinstance(name, str):
                 raise GatewayError(INVALID_PARAMS, f"{method} needs a name")
-            resolve = catalog.resolve_tool if method == "tools/call" else catalog.resolve_prompt
-            found = resolve(name)
+            found = self._named(method, params)
             if found is None:
                 what = "tool" if method == "tools/call" else "prompt"
                 raise GatewayError(INVALID_PARAMS, f"unknown {what}: {name!r}")
-            slug, upstream_name = found
-            return await self._forward(call, slug, message, {**params, "name": upstream_name})
+            return await self._forward(call, found[0], message, found[1])
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             uri = params.get("uri")
             if not isinstance(uri, str):
