@@ -31,7 +31,7 @@ from roundhouse.protocol.eras import Handshake
 from roundhouse.upstream.handshake import handshake
 from roundhouse.upstream.stdio import StdioConnection
 
-__all__ = ["PipeResult", "measure_pipe"]
+__all__ = ["PipeResult", "measure_pipe", "measure_start"]
 
 HANDSHAKE_TIMEOUT = 30.0
 
@@ -91,6 +91,34 @@ async def _meet(child: subprocess.Popen[bytes]) -> Handshake:
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
+
+
+def measure_start(
+    upstream: Upstream, *, cpus: frozenset[int] | None = None, tries: int = 3
+) -> float:
+    """Seconds from spawning the upstream to its answer to the handshake over a bare pipe (the
+    gateway's own ``handshake()``): the least of ``tries``, the upstream's own start with no
+    proxy in it. ``cpus``: run it there (as the gateway's children start: on the gateway's CPU).
+    """
+    command = upstream.command()
+    if cpus is not None:
+        command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            asyncio.run(_meet(child))
+            best = min(best, time.perf_counter() - started)
+        finally:
+            if child.stdin is not None:
+                child.stdin.close()
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    return best
 
 
 def measure_pipe(

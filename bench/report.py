@@ -179,7 +179,8 @@ def to_markdown(result: dict[str, Any]) -> str:
             continue
         by_config = gateway.get("register", "api") == "config"
         how = (
-            "upstream from a config file, its start included"
+            f"upstream from a config file, {gateway.get('first_call_after_launch_s')} s with its"
+            f" start, which takes {gateway.get('upstream_start_s')} s over a bare pipe"
             if by_config
             else "upstream registered over REST, its start excluded"
         )

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, TypeVar
 import httpx
 import orjson
 import psutil
+from pipe import measure_start
 from scenarios import MODERN_VERSION, REPO, ClientEra, Upstream, echo_request
 
 __all__ = [
@@ -219,8 +220,9 @@ def start_gateway(
 
     ``register="config"`` (the default) names the upstream in a config file given at launch,
     as a deployment does: the gateway starts it while it starts itself, and nothing but MCP is
-    ever asked of it. first call = launch -> first 200 carrying the echo, nothing subtracted
-    (the upstream's own start is inside it wherever it is not hidden under the gateway's).
+    ever asked of it. first call = (launch -> first 200 carrying the echo) - (the upstream's
+    start over a bare pipe, spawn -> handshake answered, least of 3, measured just before on
+    the same CPUs), never less than the gateway's own launch -> listening.
     ``idle_rss_mb`` is taken 1 s after that call; ``idle_rss_mb_api`` after one more
     ``GET /api/servers`` (the management API is built on its first request).
 
@@ -237,6 +239,9 @@ def start_gateway(
         transport = {"command": upstream.command()[0], "args": upstream.command()[1:]}
         config.write_bytes(orjson.dumps({"servers": {upstream.name: {"transport": transport}}}))
         command += ["--config", str(config)]
+    # The upstream's own start over a bare pipe, on the CPUs its first run will have (the
+    # gateway's: children inherit them until pin_upstreams).
+    upstream_start_s = measure_start(upstream, cpus=cpus) if register == "config" else 0.0
     launched = time.perf_counter()
     launched_wall = time.time()
     process = _launch(command, log, cpus, extra_path, wrapper)
@@ -269,10 +274,15 @@ def start_gateway(
                     lambda: _first_call(first, client_era),
                     process,
                 )
-                first_call_s = time.perf_counter() - launched
+                after_launch_s = time.perf_counter() - launched
                 target.pin_upstreams(upstream_cpus)
+                # The target excludes the upstream's start: take away what it takes over a
+                # bare pipe (measured before the launch), but never below the gateway's own
+                # start to listening, which no upstream can hide.
+                first_call_s = max(listening_s, after_launch_s - upstream_start_s)
                 target.facts.update(
-                    first_call_after_launch_s=round(first_call_s, 3),
+                    first_call_after_launch_s=round(after_launch_s, 3),
+                    upstream_start_s=round(upstream_start_s, 3),
                     first_call_s=round(first_call_s, 3),
                 )
             else:

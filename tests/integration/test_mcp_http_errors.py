@@ -605,6 +605,45 @@ async def test_an_invalid_content_length_is_a_bad_request(gateway: Gateway, path
     assert status == 400, status_line
 
 
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+async def test_an_answer_is_framed_for_the_clients_http_version(
+    gateway: Gateway, version: str
+) -> None:
+    """HTTP/1.1 gets the answer as one chunk (no Content-Length to check on the hot path);
+    HTTP/1.0, which has no chunks, gets a Content-Length."""
+    body = modern_body(7, "tools/call", {"name": "echo", "arguments": {"text": "framed"}})
+    head = "".join(
+        f"{name}: {value}\r\n" for name, value in modern_headers("tools/call", "echo").items()
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(
+            f"POST {ONE} HTTP/{version}\r\nHost: 127.0.0.1:{gateway.port}\r\n"
+            f"Accept: {ACCEPT}\r\nContent-Type: application/json\r\n{head}"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        lines = raw.decode("latin-1").split("\r\n")
+        fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        if version == "1.1":
+            assert fields.get("transfer-encoding") == "chunked", raw
+            assert "content-length" not in fields, raw
+            size = int(await asyncio.wait_for(reader.readline(), 5), 16)
+            payload = await reader.readexactly(size)
+            assert await reader.readexactly(7) == b"\r\n0\r\n\r\n"
+        else:
+            assert "transfer-encoding" not in fields, raw
+            payload = await reader.readexactly(int(fields["content-length"]))
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # and the server closes
+    finally:
+        writer.close()
+    assert lines[0].split()[1] == "200", raw
+    answer = json.loads(payload)
+    assert answer["id"] == 7 and "framed" in json.dumps(answer["result"]), answer
+
+
 # --- Origin and Host --------------------------------------------------------------------------
 
 FOREIGN_ORIGINS = [

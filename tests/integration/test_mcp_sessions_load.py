@@ -293,7 +293,7 @@ async def test_a_thousand_sessions_are_all_forgotten_after_delete(tmp_path: Path
             assert len(sessions) == 0
             # No call left in anyone's books: the relay, the instances, the upstream pipes.
             relay = manager.gateway.relay
-            assert not relay._inflight and not relay._progress and not relay._pending
+            assert not relay._by_upstream_id and not relay._progress and not relay._pending
             for slug in SERVERS:
                 for instance in manager.gateway.instances.ready(slug):
                     assert instance.outstanding == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from roundhouse.errors import UpstreamError
@@ -91,11 +92,12 @@ class Relay:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._progress: dict[str, Call] = {}
-        #: Calls in flight per instance, oldest first (a dict as an ordered set: O(1) removal).
-        self._inflight: dict[str, dict[Call, None]] = {}
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._listeners: set[_Listener] = set()
+        #: Every call in flight by the id it carries upstream, oldest first (insertion order).
+        #: The one map a call touches: the calls of one instance, asked for only when an
+        #: upstream sends something that names no call (_calls_on), are found by a scan.
         self._by_upstream_id: dict[str, Call] = {}
 
     # --- bookkeeping of calls -----------------------------------------------------------------
@@ -107,22 +109,17 @@ class Relay:
 
     def call_started(self, call: Call) -> None:
         self._by_upstream_id[call.upstream_id] = call
-        if call.instance is not None:
-            calls = self._inflight.get(call.instance)
-            if calls is None:
-                self._inflight[call.instance] = {call: None}
-            else:
-                calls[call] = None
 
     def call_ended(self, call: Call, token: str | None) -> None:
         self._by_upstream_id.pop(call.upstream_id, None)
         if token is not None:
             self._progress.pop(token, None)
-        calls = self._inflight.get(call.instance or "")
-        if calls is not None:
-            calls.pop(call, None)
-            if not calls:
-                del self._inflight[call.instance or ""]
+
+    def _calls_on(self, instance: str) -> Iterator[Call]:
+        """The calls in flight on one instance, most recent first."""
+        for call in reversed(self._by_upstream_id.values()):
+            if call.instance == instance:
+                yield call
 
     def instance_gone(self, instance: str) -> None:
         for key in [k for k, p in self._pending.items() if p.instance == instance]:
@@ -168,11 +165,9 @@ class Relay:
         elif method == "notifications/subscriptions/acknowledged":
             pass  # the ack of the gateway's own listen stream to a modern upstream
         elif method == "notifications/message":
-            calls = self._inflight.get(instance)
-            if related is not None:
-                related.deliver(message)
-            elif calls:
-                next(reversed(calls)).deliver(message)
+            latest = next(self._calls_on(instance), None) if related is None else related
+            if latest is not None:
+                latest.deliver(message)
             else:
                 for session in self._sessions_seeing(slug):
                     session.push(message)
@@ -227,7 +222,7 @@ class Relay:
         target.deliver({**message, "id": gateway_id})
 
     def _target_call(self, instance: str, capability: str | None) -> Call | None:
-        for call in reversed(self._inflight.get(instance, {})):
+        for call in self._calls_on(instance):
             session = call.session
             if session.era != "legacy":
                 continue  # 2026-07-28 clients take no server-to-client requests
@@ -237,7 +232,7 @@ class Relay:
 
     def _modern_call(self, instance: str, capability: str | None) -> Call | None:
         """The most recent 2026-07-28 call on the instance that can take this input."""
-        for call in reversed(self._inflight.get(instance, {})):
+        for call in self._calls_on(instance):
             session = call.session
             takes_input = session.era == "modern" and call.input_needed is not None
             if takes_input and (capability is None or session.can(capability)):
