@@ -93,6 +93,17 @@ async def _meet(child: subprocess.Popen[bytes]) -> Handshake:
         await asyncio.gather(reader, return_exceptions=True)
 
 
+def _end(child: subprocess.Popen[bytes]) -> None:
+    """Close the child's stdin (its cue to exit), then wait; kill it if it does not go."""
+    if child.stdin is not None:
+        child.stdin.close()
+    try:
+        child.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
 def measure_start(
     upstream: Upstream, *, cpus: frozenset[int] | None = None, tries: int = 3
 ) -> float:
@@ -111,13 +122,7 @@ def measure_start(
             asyncio.run(_meet(child))
             best = min(best, time.perf_counter() - started)
         finally:
-            if child.stdin is not None:
-                child.stdin.close()
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            _end(child)
     return best
 
 
@@ -190,13 +195,7 @@ def _measure(
         cpu_after = process.cpu_times()
         writer.join()
     finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        _end(child)
     cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     quantiles = statistics.quantiles(round_trips, n=100)
     return PipeResult(
