@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from roundhouse import __version__
+from roundhouse import __version__, malloc
 from roundhouse.api.app import create_app
 from roundhouse.errors import RoundhouseError
 from roundhouse.manager import AsyncManager
@@ -59,6 +59,7 @@ def run_gateway(config_path: Path | None, overrides: dict[str, Any]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    malloc.tune()
     try:
         asyncio.run(serve(settings, servers))
     except RoundhouseError as exc:

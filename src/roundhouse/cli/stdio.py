@@ -80,10 +80,12 @@ def stdio(
 
 def run_stdio(config_path: Path | None, overrides: dict[str, Any], *, http: bool = False) -> int:
     """Serve the client on stdin/stdout until it goes; returns the exit code."""
+    from roundhouse import malloc
     from roundhouse.gateway.frontends.stdio import StdioPipes
 
     # First of all: from here on nothing but the wire reaches the client's stdout.
     pipes = StdioPipes.claim()
+    malloc.tune()
     try:
         return asyncio.run(_main(pipes, config_path, overrides, http=http))
     finally:
