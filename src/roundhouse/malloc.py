@@ -6,9 +6,9 @@ both thresholds by itself once a mapped block is freed, but only for blocks larg
 one, so a process that keeps allocating the same sizes can stay below them for good. The
 gateway did: a 64 KiB ``tools/call`` through it allocated its message strings at the top of the
 heap, freed them when the call ended, and the heap shrank and grew again four times a call —
-each growth paid in page faults on zeroed pages. That doubled the gateway's system time per
-call (84 → 184 µs) and made its CPU per 64 KiB call 1.5 times the ceiling's, where with the
-settings below it is 1.15 times (docs/PERFORMANCE.md).
+each growth paid in page faults on zeroed pages. That made the gateway's system time per call
+162 to 193 µs (107 to 113 µs with the settings below) and its CPU per 64 KiB call 1.5 times the
+ceiling's, where with the settings it is 1.15 times (docs/PERFORMANCE.md).
 
 :func:`tune` sets fixed thresholds instead: blocks under 1 MiB come from the heap, and up to
 4 MiB may lie free at its top before it is trimmed. The cost is at most those 4 MiB of resident

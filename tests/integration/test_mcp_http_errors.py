@@ -631,11 +631,11 @@ async def test_an_answer_is_framed_for_the_clients_http_version(
             assert fields.get("transfer-encoding") == "chunked", raw
             assert "content-length" not in fields, raw
             size = int(await asyncio.wait_for(reader.readline(), 5), 16)
-            payload = await reader.readexactly(size)
-            assert await reader.readexactly(7) == b"\r\n0\r\n\r\n"
+            payload = await asyncio.wait_for(reader.readexactly(size), 5)
+            assert await asyncio.wait_for(reader.readexactly(7), 5) == b"\r\n0\r\n\r\n"
         else:
             assert "transfer-encoding" not in fields, raw
-            payload = await reader.readexactly(int(fields["content-length"]))
+            payload = await asyncio.wait_for(reader.readexactly(int(fields["content-length"])), 5)
             assert await asyncio.wait_for(reader.read(), 5) == b""  # and the server closes
     finally:
         writer.close()
